@@ -1,0 +1,150 @@
+"""aliquot: a pluggable microkernel for machine-learning experiment pipelines.
+
+The public API, curated here. Everything is imported lazily (module
+``__getattr__``), so ``import aliquot`` costs almost nothing and trio is
+imported only when something runs. Names that builtin plugins define --
+``aliquot.task`` from the ``function`` plugin, and later ``stage``,
+``Component``, ``operator`` -- are re-exported the way ``pytest.fixture`` is:
+the declaration imports even when its plugin is blocked, and running it then
+fails with a message naming the plugin.
+
+Layout: private ``_*.py`` modules hold the machinery; the public modules are
+``aliquot.hookspecs`` (every hook), ``aliquot.abc`` (what plugins implement),
+``aliquot.testing`` (the kit for plugin authors) and ``aliquot.cli``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
+
+if TYPE_CHECKING:
+    from aliquot_builtins.function import task
+
+    from ._context import NodeContext
+    from ._errors import (
+        AliquotError,
+        CycleError,
+        GraphError,
+        MissingInputError,
+        OutputMismatchError,
+        PluginError,
+        PluginLoadError,
+        PluginNotActiveError,
+        PluginUnavailable,
+        RegistrationError,
+        RunInterrupted,
+        RunNotFoundError,
+        SerializationError,
+        StoreError,
+        StoreForkedError,
+        TargetLoadError,
+        TaskDefinitionError,
+        UnknownNameError,
+        UnknownTargetError,
+        UntrustedPayloadError,
+        ValueUnavailableError,
+    )
+    from ._graph import Graph, Node, Ref, graph_from_tasks
+    from ._kernel import Kernel, open_kernel
+    from ._outcome import ErrorInfo, Outcome
+    from ._planner import Decision, Plan
+    from ._plugins import PluginInfo, PluginWarning
+    from ._runs import NodeRecord, Run
+    from ._tasks import (
+        NOTHING,
+        Call,
+        Output,
+        Param,
+        TaskOptions,
+        TaskSpec,
+        code_fingerprint,
+        qualified_name,
+        set_task_spec,
+        signature_params,
+        task_spec_of,
+    )
+    from ._values import ArtifactRef, SerializerContext, Serializers, Values
+    from .hookspecs import hookimpl
+
+# name -> (module, attribute). Kernel names first, then builtin re-exports.
+_EXPORTS: dict[str, tuple[str, str]] = {
+    **{
+        name: ("aliquot._errors", name)
+        for name in (
+            "AliquotError",
+            "CycleError",
+            "GraphError",
+            "MissingInputError",
+            "OutputMismatchError",
+            "PluginError",
+            "PluginLoadError",
+            "PluginNotActiveError",
+            "PluginUnavailable",
+            "RegistrationError",
+            "RunInterrupted",
+            "RunNotFoundError",
+            "SerializationError",
+            "StoreError",
+            "StoreForkedError",
+            "TargetLoadError",
+            "TaskDefinitionError",
+            "UnknownNameError",
+            "UnknownTargetError",
+            "UntrustedPayloadError",
+            "ValueUnavailableError",
+        )
+    },
+    "NodeContext": ("aliquot._context", "NodeContext"),
+    "Graph": ("aliquot._graph", "Graph"),
+    "Node": ("aliquot._graph", "Node"),
+    "Ref": ("aliquot._graph", "Ref"),
+    "graph_from_tasks": ("aliquot._graph", "graph_from_tasks"),
+    "Kernel": ("aliquot._kernel", "Kernel"),
+    "open_kernel": ("aliquot._kernel", "open_kernel"),
+    "ErrorInfo": ("aliquot._outcome", "ErrorInfo"),
+    "Outcome": ("aliquot._outcome", "Outcome"),
+    "Decision": ("aliquot._planner", "Decision"),
+    "Plan": ("aliquot._planner", "Plan"),
+    "PluginInfo": ("aliquot._plugins", "PluginInfo"),
+    "PluginWarning": ("aliquot._plugins", "PluginWarning"),
+    "NodeRecord": ("aliquot._runs", "NodeRecord"),
+    "Run": ("aliquot._runs", "Run"),
+    "NOTHING": ("aliquot._tasks", "NOTHING"),
+    "Call": ("aliquot._tasks", "Call"),
+    "Output": ("aliquot._tasks", "Output"),
+    "Param": ("aliquot._tasks", "Param"),
+    "TaskOptions": ("aliquot._tasks", "TaskOptions"),
+    "TaskSpec": ("aliquot._tasks", "TaskSpec"),
+    "code_fingerprint": ("aliquot._tasks", "code_fingerprint"),
+    "signature_params": ("aliquot._tasks", "signature_params"),
+    "qualified_name": ("aliquot._tasks", "qualified_name"),
+    "set_task_spec": ("aliquot._tasks", "set_task_spec"),
+    "task_spec_of": ("aliquot._tasks", "task_spec_of"),
+    "ArtifactRef": ("aliquot._values", "ArtifactRef"),
+    "SerializerContext": ("aliquot._values", "SerializerContext"),
+    "Serializers": ("aliquot._values", "Serializers"),
+    "Values": ("aliquot._values", "Values"),
+    "hookimpl": ("aliquot.hookspecs", "hookimpl"),
+    # Re-exported from builtin plugins (the facade is the one place the kernel
+    # names aliquot_builtins; a meta-test checks that nothing else does).
+    "task": ("aliquot_builtins.function", "task"),
+}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module, attribute = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module 'aliquot' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

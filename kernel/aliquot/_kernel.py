@@ -1,0 +1,634 @@
+"""The kernel: plugins, registries and a store, and the way into a run."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import re
+import signal
+import sys
+import threading
+import types
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, Final
+
+from ._errors import (
+    AliquotError,
+    PluginNotActiveError,
+    RegistrationError,
+    RunInterrupted,
+    TargetLoadError,
+    UnknownNameError,
+)
+from ._graph import Graph, graph_from_tasks
+from ._planner import Plan, finalize, plan
+from ._plugins import Events, Monitor, PluginInfo, PluginManager
+from ._registry import Registry
+from ._runs import Run, RunLog, new_run_id
+from ._scheduler import Scheduler, parse_executor
+from ._tasks import TaskSpec, task_spec_of
+from ._values import SerializerContext, Serializers, Values, store_secret
+
+if TYPE_CHECKING:
+    import click
+
+    from .abc import Executor, ExecutorFactory, Middleware, Serializer, Store, StoreFactory, TaskType
+
+DEFAULT_STORE: Final = ".aliquot"
+_SCHEME = re.compile(r"^([a-z][a-z0-9+.-]*)://")
+_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,80}$")
+
+# What each registration hook's register() takes: (hook, kind, attributes the object needs).
+_KINDS: Final = {
+    "serializers": ("aliquot_register_serializers", "serializer", ("name", "version", "dumps", "loads")),
+    "stores": ("aliquot_register_stores", "store", ("name", "open")),
+    "executors": ("aliquot_register_executors", "executor", ("name",)),
+    "task_types": ("aliquot_register_task_types", "task type", ("name", "bind", "unpack")),
+    "middleware": ("aliquot_register_middleware", "middleware", ("name", "order")),
+    "commands": ("aliquot_register_commands", "command", ("name",)),
+}
+CORE_COMMANDS: Final = frozenset({"run", "runs", "show", "plugins", "store"})
+
+
+def store_scheme(location: str) -> str:
+    match = _SCHEME.match(location)
+    return match.group(1) if match else "lmdb"
+
+
+class Kernel:
+    """A loaded set of plugins, an open store, and the way into runs.
+
+    Open one with :meth:`Kernel.open` (sync code) or :func:`open_kernel`
+    (async code); close it with :meth:`close` or a ``with`` block. A kernel
+    owns its plugin manager: nothing is global, and two kernels in one process
+    are independent.
+    """
+
+    def __init__(
+        self,
+        plugins: PluginManager,
+        location: str,
+        *,
+        executor: str = "inline",
+        store_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._plugins = plugins
+        self.location = location
+        self.default_executor = executor
+        self.monitors: list[Monitor] = []
+        self.serializer_registry: Registry[Serializer] = Registry("serializer", hint=self._hint)
+        self.stores: Registry[StoreFactory] = Registry("store", hint=self._hint)
+        self.executors: Registry[ExecutorFactory] = Registry("executor", hint=self._hint)
+        self.task_types: Registry[TaskType] = Registry("task type", hint=self._hint)
+        self.middleware: Registry[Middleware] = Registry("middleware", hint=self._hint)
+        self.commands: Registry[click.Command] = Registry("command", hint=self._hint)
+        self.value_roots: Registry[Callable[[Kernel], Iterable[str]]] = Registry(
+            "value root", hint=self._hint
+        )
+        self._fill_registries()
+        plugins.raise_errors()
+
+        scheme = store_scheme(location)
+        factory = self.stores.get(scheme)
+        self.store: Store = factory.open(location, **dict(store_options or {}))
+        self._finalizer = weakref.finalize(self, _close_quietly, self.store)
+        secret = getattr(self.store, "secret", None)
+        store_id = self.store.store_id
+        self.serializers = Serializers(dict(self.serializer_registry.items()))
+        self.values = Values(
+            self.store,
+            self.serializers,
+            SerializerContext(
+                store_id,
+                secret if callable(secret) else (lambda purpose: store_secret(store_id, purpose)),
+            ),
+        )
+        self.runlog = RunLog(self.store)
+        if self.runlog.mark_crashed():
+            self.store.commit()
+        self._closed = False
+        self._events().kernel_started(kernel=self)
+
+    # ------------------------------------------------------------------ opening
+
+    @classmethod
+    def open(
+        cls,
+        location: str | os.PathLike[str] = DEFAULT_STORE,
+        *,
+        plugins: Sequence[object] = (),
+        load: Sequence[str] = (),
+        block: Sequence[str] = (),
+        autoload: bool | None = None,
+        builtins: bool = True,
+        executor: str = "inline",
+        store_options: Mapping[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> Kernel:
+        """Load plugins and open the store at ``location``.
+
+        Args:
+            location: a directory for the embedded LMDB store (created if
+                missing), ``memory://`` for an in-memory store, or
+                ``scheme://...`` for a store a plugin registers.
+            plugins: plugin objects (modules or instances) to register.
+            load: plugins to load by entry-point name or dotted module (``-p NAME``).
+            block: plugins to block before import (``-p no:NAME``).
+            autoload: load third-party entry points (default: unless
+                ``ALIQUOT_DISABLE_PLUGIN_AUTOLOAD=1``).
+            builtins: load the builtin plugins (blocking all of them is for tests).
+            executor: the default executor for runs (``NAME`` or ``NAME:N``).
+
+        Raises:
+            PluginLoadError: a plugin failed to load; nothing runs with a
+                plugin silently missing. Block it with ``block=[name]``.
+        """
+        if getattr(sys, "_aliquot_worker_bootstrap", False):
+            raise AliquotError(
+                "a kernel was opened while a worker process imported your script: code that "
+                "opens a kernel or runs must sit under `if __name__ == \"__main__\":` (worker "
+                "processes import the script to find its tasks, as multiprocessing does)"
+            )
+        manager = PluginManager()
+        manager.load(
+            block=block, load=load, objects=plugins, autoload=autoload, builtins=builtins, env=env
+        )
+        manager.raise_errors()
+        return cls(
+            manager, os.fspath(location), executor=executor, store_options=store_options
+        )
+
+    def _fill_registries(self) -> None:
+        targets: dict[str, Registry[Any]] = {
+            "serializers": self.serializer_registry,
+            "stores": self.stores,
+            "executors": self.executors,
+            "task_types": self.task_types,
+            "middleware": self.middleware,
+            "commands": self.commands,
+        }
+        for kind, registry in targets.items():
+            hook, label, needs = _KINDS[kind]
+
+            def make_register(
+                plugin: str, registry: Registry[Any] = registry, label: str = label,
+                needs: tuple[str, ...] = needs, kind: str = kind,
+            ) -> Callable[..., None]:
+                def register(obj: Any, *, replace: bool = False) -> None:
+                    missing = [attr for attr in needs if not hasattr(obj, attr)]
+                    if missing:
+                        raise RegistrationError(
+                            f"plugin {plugin!r} registered {obj!r} as a {label}, but it has no "
+                            f"{', '.join(missing)} (see aliquot.abc)"
+                        )
+                    name = obj.name
+                    if kind == "commands" and name in CORE_COMMANDS:
+                        raise RegistrationError(
+                            f"plugin {plugin!r} registered command {name!r}, which is a core command"
+                        )
+                    if kind != "commands" and (not isinstance(name, str) or not _NAME.match(name)):
+                        raise RegistrationError(
+                            f"plugin {plugin!r} registered a {label} with an invalid name {name!r}"
+                        )
+                    registry.add(name, obj, plugin, replace=replace)
+
+                return register
+
+            self._plugins.call_registration(hook, make_register)
+
+        def make_root_register(plugin: str) -> Callable[..., None]:
+            def register(
+                name: str, provider: Callable[[Kernel], Iterable[str]], *, replace: bool = False
+            ) -> None:
+                if not callable(provider):
+                    raise RegistrationError(
+                        f"plugin {plugin!r} registered value root {name!r} that is not callable"
+                    )
+                self.value_roots.add(name, provider, plugin, replace=replace)
+
+            return register
+
+        self._plugins.call_registration("aliquot_register_value_roots", make_root_register)
+
+    def _hint(self, name: str) -> str:
+        return self._plugins.why_missing()
+
+    def _events(self) -> Events:
+        events = self._plugins.events()
+        events.monitors = self.monitors
+        return events
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def plugins(self) -> list[PluginInfo]:
+        """Every plugin the kernel knows of, with its status (loaded, blocked...)."""
+        return list(self._plugins.infos.values())
+
+    def manifest(self) -> list[dict[str, Any]]:
+        """Loaded plugins as stored in every run: name, distribution, version, hooks."""
+        return self._plugins.manifest()
+
+    def task_type_for(self, spec: TaskSpec) -> TaskType:
+        """The task type that owns ``spec`` (a clear error if its plugin is not active)."""
+        task_type = self.task_types._entries.get(spec.kind)
+        if task_type is not None:
+            return task_type.obj
+        hint = self._plugins.why_missing(spec.kind)
+        raise PluginNotActiveError(
+            f"task {spec.short_name!r} is a {spec.kind!r} task, but no loaded plugin provides "
+            f"task type {spec.kind!r}"
+            + (f" ({hint})" if hint else "")
+            + f". Unblock its plugin (remove `-p no:{spec.kind}` / ALIQUOT_DISABLE_PLUGINS) "
+            "or install it."
+        )
+
+    # ------------------------------------------------------------------ graphs and plans
+
+    def graph(
+        self,
+        target: object,
+        *,
+        inputs: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> Graph:
+        """Turn a runnable target into a :class:`~aliquot.Graph`.
+
+        A target is a graph, a task, a list of tasks, a module (its tasks, or
+        what a plugin finds in it), or any object a task type's ``plan``
+        recognises (an experiment, an operator, a task-graph document).
+        """
+        from .abc import PlanRequest
+
+        inputs = dict(inputs or {})
+        if isinstance(target, Graph):
+            if inputs:
+                raise AliquotError("inputs cannot be given with a ready-made Graph")
+            return target
+        request = PlanRequest(inputs, options or {})
+        spec = task_spec_of(target)
+        if spec is not None:
+            return graph_from_tasks([spec], inputs, source=spec.name)
+        if isinstance(target, (list, tuple)):
+            specs = []
+            for item in target:
+                item_spec = task_spec_of(item)
+                if item_spec is None:
+                    raise TargetLoadError(
+                        f"{item!r} in the task list is not a task (decorate it with @aliquot.task)"
+                    )
+                specs.append(item_spec)
+            return graph_from_tasks(specs, inputs, source="task list")
+        for name, task_type in self.task_types.items():
+            planner = getattr(task_type, "plan", None)
+            if planner is None:
+                continue
+            graph = planner(target, request)
+            if graph is not None:
+                if not isinstance(graph, Graph):
+                    raise AliquotError(
+                        f"task type {name!r} returned {type(graph).__name__} from plan(), not a Graph"
+                    )
+                return graph
+        if isinstance(target, types.ModuleType):
+            specs = tasks_in_module(target)
+            if not specs:
+                raise TargetLoadError(
+                    f"module {target.__name__!r} defines no tasks and nothing a plugin can run"
+                )
+            return graph_from_tasks(specs, inputs, source=target.__name__)
+        raise TargetLoadError(
+            f"do not know how to run {target!r} ({type(target).__name__}): it is not a task, a "
+            "list of tasks, a module, or an object a loaded plugin recognises"
+        )
+
+    def plan(
+        self,
+        target: object,
+        *,
+        inputs: Mapping[str, Any] | None = None,
+        targets: Sequence[str] | None = None,
+        executor: str | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> Plan:
+        """Plan a run without executing it (``--dry-run``): decisions for every node."""
+        graph = self.graph(target, inputs=inputs, options=options)
+        return self._plan(graph, targets, executor)
+
+    def _plan(self, graph: Graph, targets: Sequence[str] | None, executor: str | None) -> Plan:
+        result = plan(graph, targets)
+        handled: set[str] = set()
+        for mw in self.middleware.items():
+            handled.update(getattr(mw[1], "handles", ()) or ())
+        for nid in result.order:
+            spec = graph.nodes[nid].task
+            self.task_type_for(spec)
+            needed = _options_needing_middleware(spec)
+            missing = needed - handled
+            if missing:
+                raise PluginNotActiveError(
+                    f"task {spec.short_name!r} sets {', '.join(sorted(missing))} but no loaded "
+                    "middleware handles it"
+                    + (f" ({self._plugins.why_missing()})" if self._plugins.why_missing() else "")
+                )
+            parse_executor(spec.options.executor or executor or self.default_executor)
+        for _name, mw in self.middleware.items():
+            participant = getattr(mw, "plan", None)
+            if participant is not None:
+                participant(result, self)
+        return finalize(result)
+
+    # ------------------------------------------------------------------ running
+
+    def run(
+        self,
+        target: object,
+        *,
+        inputs: Mapping[str, Any] | None = None,
+        targets: Sequence[str] | None = None,
+        executor: str | None = None,
+        executor_options: Mapping[str, Any] | None = None,
+        deadline: float | None = None,
+        fail_fast: bool = False,
+        persist: str = "targets",
+        options: Mapping[str, Any] | None = None,
+    ) -> Run:
+        """Run ``target`` to completion and return the :class:`~aliquot.Run`.
+
+        Synchronous: it runs trio inside. A failed run is returned with
+        ``status == "failed"`` (the task's traceback is on its node record);
+        a ``deadline`` (seconds) that passes returns it ``cancelled``. Ctrl-C
+        cancels cleanly -- finished nodes stay stored, the run is stored as
+        *cancelled* -- and raises :class:`~aliquot.RunInterrupted`. A second
+        Ctrl-C interrupts at once.
+
+        Raises:
+            GraphError: the target cannot be planned (before anything runs).
+        """
+        import trio
+
+        try:
+            trio.lowlevel.current_trio_token()
+        except RuntimeError:
+            pass
+        else:
+            raise AliquotError("Kernel.run() was called inside trio; use `await kernel.arun(...)`")
+
+        box: dict[str, Any] = {}
+        interrupted = threading.Event()
+
+        async def main() -> None:
+            with trio.CancelScope() as scope:
+                box["scope"] = scope
+                box["token"] = trio.lowlevel.current_trio_token()
+                await self._arun(
+                    target,
+                    box,
+                    inputs=inputs,
+                    targets=targets,
+                    executor=executor,
+                    executor_options=executor_options,
+                    deadline=deadline,
+                    fail_fast=fail_fast,
+                    persist=persist,
+                    options=options,
+                )
+
+        def on_sigint(signum: int, frame: Any) -> None:
+            if interrupted.is_set() or "token" not in box:
+                raise KeyboardInterrupt
+            interrupted.set()
+            box["token"].run_sync_soon(box["scope"].cancel)
+
+        previous = None
+        in_main = threading.current_thread() is threading.main_thread()
+        if in_main:
+            previous = signal.signal(signal.SIGINT, on_sigint)
+        try:
+            trio.run(main)
+        finally:
+            if in_main:
+                signal.signal(signal.SIGINT, previous)
+        result: Run = box["run"]
+        if interrupted.is_set() and result.status == "cancelled":
+            raise RunInterrupted(result)
+        return result
+
+    async def arun(
+        self,
+        target: object,
+        *,
+        inputs: Mapping[str, Any] | None = None,
+        targets: Sequence[str] | None = None,
+        executor: str | None = None,
+        executor_options: Mapping[str, Any] | None = None,
+        deadline: float | None = None,
+        fail_fast: bool = False,
+        persist: str = "targets",
+        options: Mapping[str, Any] | None = None,
+    ) -> Run:
+        """The same as :meth:`run`, from async code running under trio.
+
+        If the surrounding cancel scope is cancelled, the run is stored as
+        *cancelled* and the cancellation propagates as usual.
+        """
+        box: dict[str, Any] = {}
+        await self._arun(
+            target,
+            box,
+            inputs=inputs,
+            targets=targets,
+            executor=executor,
+            executor_options=executor_options,
+            deadline=deadline,
+            fail_fast=fail_fast,
+            persist=persist,
+            options=options,
+        )
+        result: Run = box["run"]
+        return result
+
+    async def _arun(
+        self,
+        target: object,
+        box: dict[str, Any],
+        *,
+        inputs: Mapping[str, Any] | None,
+        targets: Sequence[str] | None,
+        executor: str | None,
+        executor_options: Mapping[str, Any] | None,
+        deadline: float | None,
+        fail_fast: bool,
+        persist: str,
+        options: Mapping[str, Any] | None,
+    ) -> None:
+        self._check_open()
+        if persist not in ("targets", "none"):
+            raise AliquotError(f"persist must be 'targets' or 'none', not {persist!r}")
+        if deadline is not None and deadline <= 0:
+            raise AliquotError(f"deadline must be > 0 seconds, got {deadline}")
+        graph = self.graph(target, inputs=inputs, options=options)
+        result = self._plan(graph, targets, executor)
+        run_executor = executor or self.default_executor
+        executors, node_executor = self._make_executors(result, run_executor, executor_options)
+        run = Run(
+            new_run_id(),
+            seq=self.store.next_sequence("runs"),
+            target=_describe(target, graph),
+            targets=result.targets,
+            inputs=graph.inputs,
+            executor=run_executor,
+            options={"fail_fast": fail_fast, "deadline": deadline, **dict(options or {})},
+            plugins=self.manifest(),
+            kernel=self,
+        )
+        box["run"] = run
+        scheduler = Scheduler(
+            self,
+            result,
+            run,
+            self._events(),
+            executors,
+            node_executor,
+            [mw for _, mw in self.middleware.items()],
+            fail_fast=fail_fast,
+            persist=persist,
+        )
+        await scheduler.execute(deadline)
+
+    def _make_executors(
+        self, result: Plan, default: str, options: Mapping[str, Any] | None
+    ) -> tuple[dict[str, Executor], dict[str, str]]:
+        specs: dict[str, str] = {}
+        node_executor: dict[str, str] = {}
+        for nid in result.order:
+            spec = result.graph.nodes[nid].task.options.executor or default
+            specs.setdefault(spec, spec)
+            node_executor[nid] = spec
+        if not specs:
+            specs[default] = default
+        executors: dict[str, Executor] = {}
+        for spec in specs:
+            name, workers = parse_executor(spec)
+            factory = self.executors.get(name)
+            extra = dict(options or {}) if spec == default else {}
+            try:
+                executors[spec] = factory(workers=workers, **extra)
+            except TypeError as exc:
+                raise AliquotError(f"executor {name!r} does not take these options: {exc}") from exc
+        return executors, node_executor
+
+    # ------------------------------------------------------------------ stored runs
+
+    def runs(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Headers of stored runs, newest first (what ``aliquot runs`` lists)."""
+        out = []
+        for run_id in self.runlog.ids():
+            header = self.runlog.header(run_id)
+            if header is not None:
+                out.append(header)
+            if limit is not None and len(out) >= limit:
+                break
+        return out
+
+    def get_run(self, ref: str) -> Run:
+        """A stored run by id, unique id prefix, ``latest`` or ``-N``."""
+        run_id = self.runlog.resolve(ref)
+        header = self.runlog.header(run_id)
+        assert header is not None
+        return Run.from_json(header, self.runlog.node_records(run_id), kernel=self)
+
+    def live_values(self) -> set[str]:
+        """Digests of every value something still refers to (for ``store gc --values``)."""
+        live: set[str] = set()
+        for run_id in self.runlog.ids():
+            for record in self.runlog.node_records(run_id):
+                live.update(ref.digest for ref in record.outputs.values())
+        for _name, provider in self.value_roots.items():
+            live.update(provider(self))
+        return live
+
+    # ------------------------------------------------------------------ closing
+
+    def close(self) -> None:
+        """Commit staged writes and close the store. Idempotent."""
+        if self._closed:
+            return
+        self._events().kernel_closing(kernel=self)
+        self._closed = True
+        self._finalizer.detach()
+        self.store.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise AliquotError("this kernel is closed; open a new one with Kernel.open()")
+
+    def __enter__(self) -> Kernel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Kernel {self.location!r} plugins={len(self._plugins.loaded())}>"
+
+
+def _close_quietly(store: Store) -> None:
+    try:
+        store.close()
+    except Exception:  # interpreter shutdown: nothing useful to report to
+        pass
+
+
+def _options_needing_middleware(spec: TaskSpec) -> set[str]:
+    needed = set()
+    if spec.options.retries:
+        needed.add("retries")
+    if spec.options.timeout is not None:
+        needed.add("timeout")
+    if spec.options.cache is True:
+        needed.add("cache")
+    return needed
+
+
+def tasks_in_module(module: types.ModuleType) -> list[TaskSpec]:
+    """Tasks defined in ``module`` (not imported into it), in definition order."""
+    specs = []
+    for value in vars(module).values():
+        spec = task_spec_of(value)
+        if spec is None:
+            continue
+        if inspect.isfunction(value) and value.__module__ != module.__name__:
+            continue
+        specs.append(spec)
+    return specs
+
+
+def _describe(target: object, graph: Graph) -> str:
+    if graph.source:
+        return graph.source
+    return getattr(target, "__name__", None) or type(target).__name__
+
+
+@asynccontextmanager
+async def open_kernel(
+    location: str | os.PathLike[str] = DEFAULT_STORE, **kwargs: Any
+) -> AsyncIterator[Kernel]:
+    """``async with aliquot.open_kernel(path) as k: run = await k.arun(...)``.
+
+    Takes the same arguments as :meth:`Kernel.open`; the store is committed
+    and closed (from a worker thread) when the block ends.
+    """
+    import trio
+
+    kernel = Kernel.open(location, **kwargs)
+    try:
+        yield kernel
+    finally:
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(kernel.close)
+
+
+__all__ = ["Kernel", "open_kernel", "UnknownNameError"]

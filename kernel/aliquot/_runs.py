@@ -1,0 +1,447 @@
+"""Runs: what one execution did, kept in the store.
+
+Layout (see ``spec/store.md``): the run header is JSON under its id in space
+``runs``; each node's record is JSON in space ``nodes`` under
+``<run id>/<index:4 bytes>``; space ``runseq`` maps a durable sequence number
+to the id (listing order never depends on the clock); space ``active`` holds
+the ids of runs in progress with their owner process, so a run whose process
+died is found and marked *crashed* without scanning every run.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import socket
+import struct
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+import attrs
+import orjson
+
+from ._errors import RunNotFoundError, ValueUnavailableError
+from ._graph import Ref
+from ._outcome import ErrorInfo
+from ._values import ArtifactRef
+
+if TYPE_CHECKING:
+    from ._kernel import Kernel
+    from .abc import Store
+
+RunStatus = Literal["running", "succeeded", "failed", "cancelled", "crashed"]
+RUN_FORMAT: Final = 1
+SPACE_RUNS: Final = "runs"
+SPACE_NODES: Final = "nodes"
+SPACE_RUNSEQ: Final = "runseq"
+SPACE_ACTIVE: Final = "active"
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return _dt.datetime.fromtimestamp(ts, _dt.UTC).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z"
+    )
+
+
+def parse_iso(text: str | None) -> float | None:
+    if not text:
+        return None
+    return _dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def new_run_id(now: float | None = None) -> str:
+    """``YYYYMMDD-HHMMSS-xxxx`` (UTC time + random), readable and roughly sortable."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now if now is not None else time.time()))
+    return f"{stamp}-{os.urandom(2).hex()}"
+
+
+def process_start_time(pid: int) -> str | None:
+    """The kernel's start time of ``pid`` in clock ticks (``/proc``), or None if unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return None
+    # The command name may contain spaces and parentheses: split after the last ')'.
+    fields = data[data.rfind(b")") + 2 :].split()
+    return fields[19].decode() if len(fields) > 19 else None
+
+
+def owner_alive(owner: Mapping[str, Any]) -> bool:
+    """Whether the process that owns a run is still that process (pid + start time)."""
+    if owner.get("hostname") != socket.gethostname():
+        return True  # another machine: we cannot tell, so never call it crashed
+    pid = int(owner.get("pid", 0))
+    if pid <= 0:
+        return False
+    start = process_start_time(pid)
+    if start is None:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return owner.get("pid_start") is None
+    return start == owner.get("pid_start")
+
+
+def jsonable(value: Any, depth: int = 0) -> Any:
+    """A JSON-safe description of a user value (for inputs shown in run records)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        if isinstance(value, float) and value != value:
+            return {"$repr": "nan", "$type": "float"}
+        return value
+    if depth < 6 and isinstance(value, (list, tuple)) and len(value) <= 100:
+        return [jsonable(v, depth + 1) for v in value]
+    if depth < 6 and isinstance(value, dict) and len(value) <= 100:
+        return {str(k): jsonable(v, depth + 1) for k, v in value.items()}
+    text = repr(value)
+    if len(text) > 200:
+        text = text[:197] + "..."
+    kind = type(value)
+    return {"$repr": text, "$type": f"{kind.__module__}.{kind.__qualname__}"}
+
+
+@attrs.define(eq=False, slots=True)
+class NodeRecord:
+    """One node's entry in a run: status, why, timings, stored outputs, error."""
+
+    id: str
+    index: int
+    task: str
+    kind: str
+    labels: dict[str, str] = attrs.field(factory=dict)
+    status: str = "pending"
+    reason: str = ""
+    started: float | None = None
+    finished: float | None = None
+    duration: float = 0.0
+    outputs: dict[str, ArtifactRef] = attrs.field(factory=dict)
+    error: ErrorInfo | None = None
+    info: dict[str, Any] = attrs.field(factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "index": self.index,
+            "task": self.task,
+            "kind": self.kind,
+            "labels": self.labels,
+            "status": self.status,
+            "reason": self.reason,
+            "started": iso(self.started),
+            "finished": iso(self.finished),
+            "duration": round(self.duration, 6),
+            "outputs": {k: v.to_json() for k, v in self.outputs.items()},
+            "error": self.error.to_json() if self.error else None,
+            "info": self.info,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> NodeRecord:
+        error = data.get("error")
+        return cls(
+            id=data["id"],
+            index=int(data["index"]),
+            task=data["task"],
+            kind=data["kind"],
+            labels=dict(data.get("labels") or {}),
+            status=data["status"],
+            reason=data.get("reason", ""),
+            started=parse_iso(data.get("started")),
+            finished=parse_iso(data.get("finished")),
+            duration=float(data.get("duration") or 0.0),
+            outputs={k: ArtifactRef.from_json(v) for k, v in (data.get("outputs") or {}).items()},
+            error=ErrorInfo(**error) if error else None,
+            info=dict(data.get("info") or {}),
+        )
+
+
+class Run:
+    """One execution of a graph.
+
+    ``run[name]`` is a target value (``run["mean"]``); ``run.status`` is
+    ``running``, ``succeeded``, ``failed``, ``cancelled`` or ``crashed``;
+    ``run.nodes`` maps node id to :class:`NodeRecord`. Runs are identity
+    objects: two runs are never equal unless they are the same object.
+    """
+
+    def __init__(
+        self,
+        id: str,
+        *,
+        seq: int = 0,
+        target: str = "",
+        targets: Mapping[str, Ref] | None = None,
+        inputs: Mapping[str, Any] | None = None,
+        executor: str = "inline",
+        options: Mapping[str, Any] | None = None,
+        plugins: list[dict[str, Any]] | None = None,
+        kernel: Kernel | None = None,
+    ) -> None:
+        self.id = id
+        self.seq = seq
+        self.status: RunStatus = "running"
+        self.target = target
+        self.targets: dict[str, Ref] = dict(targets or {})
+        self.inputs = dict(inputs or {})
+        self.executor = executor
+        self.options = dict(options or {})
+        self.plugins = list(plugins or [])
+        self.created = time.time()
+        self.started: float | None = None
+        self.finished: float | None = None
+        self.nodes: dict[str, NodeRecord] = {}
+        self.warnings: list[str] = []
+        self.error: ErrorInfo | None = None
+        self.host = {
+            "hostname": socket.gethostname(),
+            "pid": os.getpid(),
+            "pid_start": process_start_time(os.getpid()),
+            "python": platform.python_version(),
+            "platform": sys.platform,
+        }
+        self._values: dict[str, Any] = {}
+        self._kernel = kernel
+
+    # ---------------------------------------------------------------- values
+
+    def __getitem__(self, name: str) -> Any:
+        """The value of target ``name``, from memory or loaded from the store."""
+        if name in self._values:
+            return self._values[name]
+        ref = self.targets.get(name)
+        if ref is None:
+            known = ", ".join(sorted(self.targets)) or "none"
+            raise KeyError(
+                f"{name!r} is not a target of run {self.id} (targets: {known}); "
+                "ask for it with targets=[...] / --target"
+            )
+        record = self.nodes.get(ref.node)
+        if record is None or record.status not in ("computed", "cached"):
+            status = record.status if record else "missing"
+            why = f": {record.reason}" if record and record.reason else ""
+            raise KeyError(f"{name!r} was not produced: node {ref.node!r} is {status}{why}")
+        artifact = record.outputs.get(ref.output)
+        if artifact is None or self._kernel is None:
+            raise KeyError(
+                f"{name!r} of run {self.id} is not in memory and was not stored "
+                f"(node {ref.node!r}, output {ref.output!r})"
+            )
+        try:
+            value = self._kernel.values.load(artifact)
+        except ValueUnavailableError as exc:
+            raise KeyError(str(exc)) from exc
+        self._values[name] = value
+        return value
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.targets
+
+    def get(self, name: str, default: Any = None) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            return default
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        """Every target value that was produced, by name."""
+        out = {}
+        for name in self.targets:
+            try:
+                out[name] = self[name]
+            except KeyError:
+                continue
+        return out
+
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for record in self.nodes.values():
+            counts[record.status] = counts.get(record.status, 0) + 1
+        return counts
+
+    @property
+    def duration(self) -> float | None:
+        if self.started is None or self.finished is None:
+            return None
+        return self.finished - self.started
+
+    @property
+    def failed_nodes(self) -> list[NodeRecord]:
+        return [r for r in self.nodes.values() if r.status == "failed"]
+
+    def __repr__(self) -> str:
+        return f"<Run {self.id} {self.status} {self.counts()}>"
+
+    # ---------------------------------------------------------------- JSON
+
+    def header_json(self) -> dict[str, Any]:
+        outputs = {}
+        for name, ref in self.targets.items():
+            record = self.nodes.get(ref.node)
+            artifact = record.outputs.get(ref.output) if record else None
+            outputs[name] = {
+                "node": ref.node,
+                "output": ref.output,
+                "ref": artifact.to_json() if artifact else None,
+            }
+        return {
+            "format": RUN_FORMAT,
+            "id": self.id,
+            "seq": self.seq,
+            "status": self.status,
+            "target": self.target,
+            "targets": list(self.targets),
+            "inputs": jsonable(self.inputs),
+            "executor": self.executor,
+            "options": jsonable(self.options),
+            "created": iso(self.created),
+            "started": iso(self.started),
+            "finished": iso(self.finished),
+            "duration": round(self.duration, 6) if self.duration is not None else None,
+            "host": self.host,
+            "plugins": self.plugins,
+            "counts": self.counts(),
+            "outputs": outputs,
+            "warnings": list(self.warnings),
+            "error": self.error.to_json() if self.error else None,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        """The whole run, nodes included (what ``aliquot show RUN --json`` prints)."""
+        doc = self.header_json()
+        doc["nodes"] = [r.to_json() for r in self.nodes.values()]
+        return doc
+
+    @classmethod
+    def from_json(
+        cls, header: Mapping[str, Any], nodes: list[NodeRecord], kernel: Kernel | None = None
+    ) -> Run:
+        run = cls(
+            header["id"],
+            seq=int(header.get("seq", 0)),
+            target=header.get("target", ""),
+            targets={
+                name: Ref(o["node"], o["output"]) for name, o in (header.get("outputs") or {}).items()
+            },
+            inputs=header.get("inputs") or {},
+            executor=header.get("executor", ""),
+            options=header.get("options") or {},
+            plugins=list(header.get("plugins") or []),
+            kernel=kernel,
+        )
+        run.status = header["status"]
+        run.created = parse_iso(header.get("created")) or 0.0
+        run.started = parse_iso(header.get("started"))
+        run.finished = parse_iso(header.get("finished"))
+        run.host = dict(header.get("host") or {})
+        run.warnings = list(header.get("warnings") or [])
+        error = header.get("error")
+        run.error = ErrorInfo(**error) if error else None
+        run.nodes = {r.id: r for r in nodes}
+        return run
+
+
+# -------------------------------------------------------------------- persistence
+
+
+def _node_key(run_id: str, index: int) -> bytes:
+    return run_id.encode() + b"/" + struct.pack(">I", index)
+
+
+class RunLog:
+    """Reads and writes runs in a store (staged; the kernel commits)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def begin(self, run: Run) -> None:
+        self.store.put(SPACE_RUNSEQ, struct.pack(">Q", run.seq), run.id.encode())
+        self.store.put(SPACE_ACTIVE, run.id.encode(), orjson.dumps(run.host))
+        self.write_header(run)
+
+    def write_header(self, run: Run) -> None:
+        self.store.put(SPACE_RUNS, run.id.encode(), orjson.dumps(run.header_json()))
+
+    def write_node(self, run: Run, record: NodeRecord) -> None:
+        self.store.put(SPACE_NODES, _node_key(run.id, record.index), orjson.dumps(record.to_json()))
+
+    def end(self, run: Run) -> None:
+        self.write_header(run)
+        self.store.delete(SPACE_ACTIVE, run.id.encode())
+
+    # ------------------------------------------------------------- reading
+
+    def ids(self, *, newest_first: bool = True) -> Iterator[str]:
+        for _, value in self.store.scan(SPACE_RUNSEQ, reverse=newest_first):
+            yield value.decode()
+
+    def header(self, run_id: str) -> dict[str, Any] | None:
+        raw = self.store.get(SPACE_RUNS, run_id.encode())
+        if raw is None:
+            return None
+        doc: dict[str, Any] = orjson.loads(raw)
+        return doc
+
+    def node_records(self, run_id: str) -> list[NodeRecord]:
+        prefix = run_id.encode() + b"/"
+        return [
+            NodeRecord.from_json(orjson.loads(value))
+            for _, value in self.store.scan(SPACE_NODES, prefix)
+        ]
+
+    def resolve(self, ref: str) -> str:
+        """A full run id from an id, a unique prefix, ``latest`` or ``-N`` (Nth newest)."""
+        ref = ref.strip()
+        if ref in ("latest", "last", "-1"):
+            ref = "-1"
+        if ref.startswith("-") and ref[1:].isdigit():
+            n = int(ref[1:])
+            for i, run_id in enumerate(self.ids()):
+                if i + 1 == n:
+                    return run_id
+            raise RunNotFoundError(f"there is no run {ref} (the store has fewer runs)")
+        if self.store.get(SPACE_RUNS, ref.encode()) is not None:
+            return ref
+        matches = [rid for rid in self.ids() if rid.startswith(ref)]
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise RunNotFoundError(f"no run matches {ref!r} (see `aliquot runs`)")
+        raise RunNotFoundError(
+            f"{ref!r} matches {len(matches)} runs ({', '.join(matches[:5])}...); give more of the id"
+        )
+
+    def mark_crashed(self) -> list[str]:
+        """Mark runs whose owner process is gone as crashed (staged). Returns their ids."""
+        crashed = []
+        for key, value in list(self.store.scan(SPACE_ACTIVE)):
+            owner = orjson.loads(value)
+            if owner_alive(owner):
+                continue
+            run_id = key.decode()
+            header = self.header(run_id)
+            if header is not None and header.get("status") == "running":
+                header["status"] = "crashed"
+                header["warnings"] = [
+                    *header.get("warnings", []),
+                    "the process running this run died before it finished",
+                ]
+                self.store.put(SPACE_RUNS, key, orjson.dumps(header))
+                # Nodes that were still running died with it.
+                for rkey, raw in list(self.store.scan(SPACE_NODES, key + b"/")):
+                    rec = orjson.loads(raw)
+                    if rec.get("status") in ("pending", "running"):
+                        rec["status"] = "cancelled"
+                        rec["reason"] = "the run's process died"
+                        self.store.put(SPACE_NODES, rkey, orjson.dumps(rec))
+            self.store.delete(SPACE_ACTIVE, key)
+            crashed.append(run_id)
+        return crashed

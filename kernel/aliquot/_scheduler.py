@@ -1,0 +1,462 @@
+"""The trio scheduler: runs a plan's nodes concurrently, in dependency order.
+
+A fixed pool of worker tasks pulls ready nodes from a queue. The pool is as
+large as the executors' capacity, so an inline run is one worker walking the
+plan (the cheapest possible loop), a ``threads:8`` run has eight, and a
+batching process executor asks for hundreds. Each node goes through the
+middleware chain and ends with exactly one outcome recorded on the run.
+
+Failure policy (``spec/run.md``): a failed node fails the run; the nodes that
+depend on it are *skipped* (reason: the upstream failure), and independent
+branches **finish** -- their results are stored and cached, so a re-run after
+the fix only computes what failed. ``fail_fast=True`` cancels them instead.
+Cancellation (Ctrl-C, a deadline, the host's cancel scope) marks running and
+waiting nodes *cancelled*; nodes already finished keep their records, which
+are committed before the run ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+import traceback
+from collections import deque
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ._context import Handler, NodeContext
+from ._errors import AliquotError
+from ._graph import Node, Ref
+from ._outcome import ErrorInfo, Outcome
+from ._runs import NodeRecord, Run, RunLog
+
+if TYPE_CHECKING:
+    from ._kernel import Kernel
+    from ._planner import Plan
+    from ._plugins import Events
+    from ._values import ArtifactRef
+    from .abc import Executor, Middleware, TaskType
+
+#: Staged store writes are committed at least this often during a run (seconds).
+COMMIT_INTERVAL = 1.0
+#: A worker walking inline nodes yields to other trio tasks at least this often.
+YIELD_INTERVAL = 0.02
+
+
+def task_traceback(exc: BaseException, fn: Any) -> str:
+    """The traceback from the task's own frame down (kernel frames dropped)."""
+    remote = getattr(exc, "__aliquot_traceback__", None)
+    if isinstance(remote, str) and remote:
+        return remote
+    code = getattr(getattr(fn, "__wrapped__", fn), "__code__", None)
+    tb = exc.__traceback__
+    start = tb
+    while tb is not None:
+        if tb.tb_frame.f_code is code:
+            start = tb
+            break
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, start))
+
+
+class _NodeFailed(Exception):
+    """Internal: preparing a node (binding, loading an input) failed."""
+
+
+class Scheduler:
+    """Executes one :class:`~aliquot.Plan` for one :class:`~aliquot.Run`."""
+
+    def __init__(
+        self,
+        kernel: Kernel,
+        plan: Plan,
+        run: Run,
+        events: Events,
+        executors: Mapping[str, Executor],
+        node_executor: Mapping[str, str],
+        middleware: list[Middleware],
+        *,
+        fail_fast: bool = False,
+        persist: str = "targets",
+    ) -> None:
+        self.kernel = kernel
+        self.plan = plan
+        self.run = run
+        self.events = events
+        self.executors = executors
+        self.node_executor = node_executor
+        self.fail_fast = fail_fast
+        self.persist = persist
+        self.log = RunLog(kernel.store)
+        self.handler: Handler = _compose(middleware, _terminal)
+        self.results: dict[str, Mapping[str, Any]] = {}
+        self.refs: dict[str, Mapping[str, ArtifactRef]] = {}
+        self.task_types: dict[str, TaskType] = {}
+        self._failed = False
+        self._stop_scope: trio.CancelScope | None = None
+        self._emit_started = events.active("aliquot_node_started")
+        self._emit_finished = events.active("aliquot_node_finished")
+
+        graph = plan.graph
+        order = plan.order
+        in_plan = set(order)
+        self.dependents: dict[str, list[str]] = {nid: [] for nid in order}
+        self.waiting: dict[str, int] = {}
+        for nid in order:
+            deps = [d for d in plan.deps(nid) if d in in_plan]
+            self.waiting[nid] = len(deps)
+            for dep in deps:
+                self.dependents[dep].append(nid)
+        self.consumers: dict[str, int] = {nid: len(self.dependents[nid]) for nid in order}
+        self.target_nodes: dict[str, list[tuple[str, Ref]]] = {}
+        for name, ref in plan.targets.items():
+            self.target_nodes.setdefault(ref.node, []).append((name, ref))
+        self.ready: deque[str] = deque(nid for nid in order if self.waiting[nid] == 0)
+        self.left = len(order)
+        self.lot = trio.lowlevel.ParkingLot()
+        self.nodes = graph.nodes
+
+        for index, nid in enumerate(graph.nodes):
+            node = graph.nodes[nid]
+            record = NodeRecord(nid, index, node.task.name, node.task.kind, dict(node.labels))
+            decision = plan.decisions[nid]
+            if decision.action == "skip":
+                record.status = "skipped"
+                record.reason = decision.reason
+            run.nodes[nid] = record
+
+    # ------------------------------------------------------------------ driving
+
+    async def execute(self, deadline: float | None = None) -> None:
+        """Run every planned node; always leaves the run in a final state, committed."""
+        run = self.run
+        run.started = time.time()
+        self.log.begin(run)
+        for record in run.nodes.values():
+            if record.status == "skipped":
+                self.log.write_node(run, record)
+        self.events.run_planned(run=run, plan=self.plan)
+        self.events.run_started(run=run)
+        cancelled_by = ""
+        try:
+            async with trio.open_nursery() as outer:
+                outer.start_soon(self._committer)
+                with trio.CancelScope() as stop:
+                    self._stop_scope = stop
+                    if deadline is not None:
+                        stop.deadline = trio.current_time() + deadline
+                    async with contextlib.AsyncExitStack() as stack:
+                        for executor in self.executors.values():
+                            await stack.enter_async_context(executor)
+                        await self._work()
+                if stop.cancelled_caught and not self._failed:
+                    cancelled_by = f"deadline of {deadline:g}s reached"
+                outer.cancel_scope.cancel()
+        except trio.Cancelled:
+            cancelled_by = "cancelled"
+            raise
+        except BaseException as exc:
+            if run.error is None:
+                run.error = ErrorInfo.from_exception(exc)
+            cancelled_by = cancelled_by or (
+                "interrupted" if isinstance(exc, KeyboardInterrupt) else "the run crashed"
+            )
+            raise
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._finish(cancelled_by)
+
+    async def _work(self) -> None:
+        capacity = sum(max(1, e.capacity) for e in self.executors.values())
+        workers = max(1, min(capacity, self.left))
+        if self.left == 0:
+            return
+        if workers == 1:
+            await self._worker()
+            return
+        async with trio.open_nursery() as nursery:
+            for _ in range(workers):
+                nursery.start_soon(self._worker)
+
+    async def _worker(self) -> None:
+        ready = self.ready
+        last_yield = time.monotonic()
+        while True:
+            if not ready:
+                if self.left <= 0:
+                    return
+                await self.lot.park()
+                continue
+            nid = ready.popleft()
+            await trio.lowlevel.checkpoint_if_cancelled()
+            await self._run_node(nid)
+            now = time.monotonic()
+            if now - last_yield > YIELD_INTERVAL:
+                last_yield = now
+                await trio.lowlevel.checkpoint()
+
+    async def _committer(self) -> None:
+        store = self.kernel.store
+        while True:
+            await trio.sleep(COMMIT_INTERVAL)
+            if store.pending:
+                await trio.to_thread.run_sync(store.commit)
+
+    # ------------------------------------------------------------------ one node
+
+    async def _run_node(self, nid: str) -> None:
+        node = self.nodes[nid]
+        run = self.run
+        record = run.nodes[nid]
+        decision = self.plan.decisions[nid]
+        executor = self.executors[self.node_executor[nid]]
+        task_type = self.kernel.task_type_for(node.task)
+        ctx = NodeContext(
+            run, node, decision, task_type, executor, self.kernel.values, self.kernel.store
+        )
+        record.status = "running"
+        record.started = time.time()
+        if self._emit_started:
+            self.events.node_started(run=run, node=node)
+        t0 = time.perf_counter()
+        try:
+            if decision.action == "run":
+                self._resolve(node, ctx)
+            outcome = await self.handler(ctx)
+            if not isinstance(outcome, Outcome):
+                raise AliquotError(
+                    f"middleware returned {type(outcome).__name__} instead of an Outcome"
+                )
+        except trio.Cancelled:
+            self._finish_node(node, record, Outcome("cancelled", reason="run cancelled"), t0)
+            raise
+        except _NodeFailed as exc:
+            outcome = Outcome.failed(exc.args[1], reason=exc.args[0])
+        except Exception as exc:
+            error = ErrorInfo.from_exception(exc, remote_traceback=task_traceback(exc, node.task.fn))
+            outcome = Outcome.failed(error)
+        if outcome.ok and nid in self.target_nodes and self.persist != "none":
+            outcome = await self._persist_targets(nid, outcome)
+        self._finish_node(node, record, outcome, t0, ctx.info)
+
+    def _resolve(self, node: Node, ctx: NodeContext) -> None:
+        inputs = ctx.inputs
+        input_refs = ctx.input_refs
+        nested = node.nested
+        for name, binding in node.bindings.items():
+            if type(binding) is Ref:
+                inputs[name] = self._value(binding, node, name)
+                artifact = self.refs.get(binding.node, _NO_REFS).get(binding.output)
+                if artifact is not None:
+                    input_refs[name] = artifact
+            elif nested and name in nested:
+                inputs[name] = self._resolve_nested(binding, node, name)
+            else:
+                inputs[name] = binding
+        for dep in node.deps:
+            left = self.consumers.get(dep)
+            if left is not None:
+                left -= 1
+                self.consumers[dep] = left
+                if left <= 0 and dep not in self.target_nodes:
+                    self.results.pop(dep, None)
+
+    def _resolve_nested(self, value: Any, node: Node, param: str) -> Any:
+        if type(value) is Ref:
+            return self._value(value, node, param)
+        if isinstance(value, list):
+            return [self._resolve_nested(v, node, param) for v in value]
+        if isinstance(value, tuple):
+            return tuple(self._resolve_nested(v, node, param) for v in value)
+        if isinstance(value, dict):
+            return {k: self._resolve_nested(v, node, param) for k, v in value.items()}
+        return value
+
+    def _value(self, ref: Ref, node: Node, param: str) -> Any:
+        values = self.results.get(ref.node, _NO_REFS)
+        if ref.output in values:
+            return values[ref.output]
+        artifact = self.refs.get(ref.node, _NO_REFS).get(ref.output)
+        if artifact is None:
+            raise _NodeFailed(
+                f"input {param!r} ({ref}) is not available",
+                AliquotError(f"node {ref.node!r} produced no value for output {ref.output!r}"),
+            )
+        try:
+            value = self.kernel.values.load(artifact)
+        except Exception as exc:
+            raise _NodeFailed(f"could not load input {param!r} ({ref}): {exc}", exc) from exc
+        # Keep it for the node's other consumers.
+        self.results[ref.node] = {**values, ref.output: value}
+        return value
+
+    async def _persist_targets(self, nid: str, outcome: Outcome) -> Outcome:
+        refs = dict(outcome.refs)
+        changed = False
+        for _name, ref in self.target_nodes[nid]:
+            if ref.output in refs or ref.output not in outcome.values:
+                continue
+            value = outcome.values[ref.output]
+            hint = _output_serializer(self.nodes[nid], ref.output)
+            try:
+                refs[ref.output] = await self.kernel.values.asave(value, hint)
+                changed = True
+            except Exception as exc:
+                self.run.warnings.append(f"output {ref} was not stored: {exc}")
+        if not changed:
+            return outcome
+        return Outcome(
+            outcome.status, outcome.values, refs, outcome.reason, outcome.error, outcome.info
+        )
+
+    def _finish_node(
+        self,
+        node: Node,
+        record: NodeRecord,
+        outcome: Outcome,
+        t0: float | None,
+        info: dict[str, Any] | None = None,
+    ) -> None:
+        nid = node.id
+        duration = time.perf_counter() - t0 if t0 is not None else 0.0
+        if outcome.status == "cancelled" and record.status == "cancelled":
+            return  # already recorded
+        record.status = outcome.status
+        record.reason = outcome.reason
+        record.error = outcome.error
+        record.finished = time.time()
+        record.duration = duration
+        if outcome.refs:
+            record.outputs = dict(outcome.refs)
+        if outcome.info or info:
+            record.info = {**(info or {}), **outcome.info}
+        self.log.write_node(self.run, record)
+        self.left -= 1
+
+        if outcome.ok:
+            self.results[nid] = outcome.values
+            if outcome.refs:
+                self.refs[nid] = outcome.refs
+            for name, ref in self.target_nodes.get(nid, ()):
+                if ref.output in outcome.values:
+                    self.run._values[name] = outcome.values[ref.output]
+            ready = self.ready
+            for child in self.dependents[nid]:
+                self.waiting[child] -= 1
+                if self.waiting[child] == 0:
+                    ready.append(child)
+        elif outcome.status == "failed":
+            self._failed = True
+            self._skip_downstream(nid, f"upstream node {nid!r} failed")
+            if self.fail_fast and self._stop_scope is not None:
+                self._stop_scope.cancel()
+        elif outcome.status == "skipped":
+            self._skip_downstream(nid, f"upstream node {nid!r} was skipped")
+        # A cancelled node leaves its dependents pending: the run's end marks them cancelled.
+
+        if self._emit_finished:
+            self.events.node_finished(run=self.run, node=node, outcome=outcome, duration=duration)
+        if self.ready or self.left <= 0:
+            self.lot.unpark_all()
+
+    def _skip_downstream(self, nid: str, reason: str) -> None:
+        stack = list(self.dependents[nid])
+        records = self.run.nodes
+        while stack:
+            child = stack.pop()
+            record = records[child]
+            if record.status != "pending":
+                continue
+            record.status = "skipped"
+            record.reason = reason
+            self.log.write_node(self.run, record)
+            self.left -= 1
+            stack.extend(self.dependents[child])
+
+    # ------------------------------------------------------------------ ending
+
+    async def _finish(self, cancelled_by: str) -> None:
+        run = self.run
+        for record in run.nodes.values():
+            if record.status in ("pending", "running"):
+                record.status = "cancelled"
+                record.reason = (
+                    f"run stopped after a failure ({cancelled_by})"
+                    if self._failed and self.fail_fast
+                    else f"run {cancelled_by or 'stopped'} before it finished"
+                )
+                record.finished = record.finished or time.time()
+                self.log.write_node(run, record)
+        counts = run.counts()
+        if self._failed:
+            run.status = "failed"
+        elif counts.get("cancelled"):
+            run.status = "cancelled"
+        elif run.error is not None:
+            run.status = "failed"
+        else:
+            run.status = "succeeded"
+        run.finished = time.time()
+        run.warnings.extend(self.events.reports)
+        self.events.reports.clear()
+        self.log.end(run)
+        await trio.to_thread.run_sync(self.kernel.store.commit)
+        self.events.run_finished(run=run)
+
+
+_NO_REFS: Mapping[str, Any] = {}
+
+
+def _output_serializer(node: Node, output: str) -> str | None:
+    for out in node.task.outputs:
+        if out.name == output:
+            return out.serializer
+    return None
+
+
+async def _terminal(ctx: NodeContext) -> Outcome:
+    """The end of every middleware chain: bind, execute, unpack."""
+    if ctx.decision.action == "load":
+        raise AliquotError(
+            f"node {ctx.node.id!r} was planned to be loaded ({ctx.decision.reason}) but no "
+            "middleware served it; is the plugin that planned it still loaded?"
+        )
+    call = ctx.task_type.bind(ctx.node, ctx.inputs)
+    result = await ctx.executor.submit(call)
+    return Outcome("computed", ctx.task_type.unpack(ctx.node, result))
+
+
+def _compose(middleware: list[Middleware], terminal: Handler) -> Handler:
+    """Wrap ``terminal`` in every middleware, the lowest ``order`` outermost."""
+    handler = terminal
+    for mw in sorted(middleware, key=lambda m: (m.order, m.name), reverse=True):
+        handler = _layer(mw, handler)
+    return handler
+
+
+def _layer(mw: Middleware, call_next: Handler) -> Handler:
+    async def layer(ctx: NodeContext) -> Outcome:
+        return await mw(ctx, call_next)
+
+    layer.__qualname__ = f"middleware[{mw.name}]"
+    return layer
+
+
+def parse_executor(spec: str) -> tuple[str, int | None]:
+    """``"threads:4"`` -> ``("threads", 4)``; ``"inline"`` -> ``("inline", None)``."""
+    name, _, count = spec.partition(":")
+    name = name.strip()
+    if not name:
+        raise AliquotError(f"invalid executor {spec!r}: expected NAME or NAME:N")
+    if not count:
+        return name, None
+    try:
+        workers = int(count)
+    except ValueError:
+        raise AliquotError(f"invalid executor {spec!r}: N must be a whole number") from None
+    if workers < 1 or workers > 4096 or math.isnan(workers):
+        raise AliquotError(f"invalid executor {spec!r}: N must be between 1 and 4096")
+    return name, workers

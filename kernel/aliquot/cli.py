@@ -1,0 +1,481 @@
+"""The ``aliquot`` command line.
+
+Plugins are loaded when a command needs them, never at import, and loading
+is tolerant for everything that only *describes* (``--help``, ``--version``,
+``plugins``): a broken plugin shows up with its error instead of breaking the
+tool. Commands that *run* refuse to start while a plugin is broken.
+
+Exit codes: 0 success; 1 a run failed or was cancelled by its deadline;
+2 a user error (one line on stderr; ``--traceback`` shows the traceback);
+130 interrupted with Ctrl-C; 3 an internal error.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+import click
+
+from ._version import __version__
+
+CORE = ("run", "runs", "show", "plugins", "store")
+
+
+class CliState:
+    """What the root group parsed; plugin commands get it as ``ctx.obj``."""
+
+    def __init__(self, plugin_args: Sequence[str], traceback: bool) -> None:
+        self.block = [a[3:] for a in plugin_args if a.startswith("no:")]
+        self.load = [a for a in plugin_args if not a.startswith("no:")]
+        self.traceback = traceback
+        self._manager: Any = None
+
+    def open_kernel(self, store: str | None = None, *, plugins: Sequence[object] = ()) -> Any:
+        """Open a kernel on ``store`` with the ``-p`` options of this invocation."""
+        from ._kernel import Kernel
+
+        return Kernel.open(
+            store or default_store(), plugins=plugins, load=self.load, block=self.block
+        )
+
+    def plugin_manager(self) -> Any:
+        """Plugins loaded tolerantly (errors recorded, not raised); cached per invocation."""
+        if self._manager is None:
+            from ._plugins import PluginManager
+
+            manager = PluginManager()
+            manager.load(block=self.block, load=self.load)
+            self._manager = manager
+        return self._manager
+
+
+def default_store() -> str:
+    return os.environ.get("ALIQUOT_STORE") or ".aliquot"
+
+
+def _state(ctx: click.Context) -> CliState:
+    obj = ctx.find_root().obj
+    if not isinstance(obj, CliState):
+        obj = CliState(_argv_plugin_args(), "--traceback" in sys.argv)
+        ctx.find_root().obj = obj
+    return obj
+
+
+def _argv_plugin_args() -> list[str]:
+    args = sys.argv[1:]
+    out = []
+    for i, arg in enumerate(args):
+        if arg == "-p" and i + 1 < len(args):
+            out.append(args[i + 1])
+        elif arg.startswith("-p") and len(arg) > 2:
+            out.append(arg[2:])
+    return out
+
+
+class AliquotGroup(click.Group):
+    """The root group: core commands, plus commands plugins register (loaded lazily)."""
+
+    def _plugin_commands(self, ctx: click.Context) -> dict[str, click.Command]:
+        cache = ctx.meta.get("aliquot.plugin_commands")
+        if cache is not None:
+            return dict(cache)
+        commands: dict[str, click.Command] = {}
+        manager = _state(ctx).plugin_manager()
+        from ._registry import Registry
+
+        registry: Registry[click.Command] = Registry("command")
+
+        def make_register(plugin: str) -> Any:
+            def register(command: click.Command, *, replace: bool = False) -> None:
+                name = getattr(command, "name", None)
+                if not isinstance(command, click.Command) or not name:
+                    raise TypeError(f"{command!r} is not a named click command")
+                if name in CORE:
+                    raise ValueError(f"command {name!r} is a core command")
+                registry.add(name, command, plugin, replace=replace)
+
+            return register
+
+        try:
+            manager.call_registration("aliquot_register_commands", make_register)
+        except Exception as exc:  # never let --help die
+            ctx.meta["aliquot.plugin_error"] = str(exc)
+        commands = dict(registry.items())
+        ctx.meta["aliquot.plugin_commands"] = commands
+        return commands
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        names = list(super().list_commands(ctx))
+        try:
+            names += sorted(self._plugin_commands(ctx))
+        except Exception as exc:
+            ctx.meta["aliquot.plugin_error"] = str(exc)
+        return names
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            return command
+        try:
+            return self._plugin_commands(ctx).get(cmd_name)
+        except Exception:
+            return None
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_epilog(ctx, formatter)
+        try:
+            manager = _state(ctx).plugin_manager()
+        except Exception:
+            return
+        broken = [e.name for e in manager.errors]
+        if broken:
+            formatter.write_paragraph()
+            formatter.write_text(
+                f"Note: plugin(s) {', '.join(broken)} failed to load; see `aliquot plugins`. "
+                "Commands that run refuse to start until they are fixed or blocked (-p no:NAME)."
+            )
+
+
+@click.group(cls=AliquotGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="aliquot", message="%(prog)s %(version)s")
+@click.option(
+    "-p",
+    "plugin_args",
+    multiple=True,
+    metavar="NAME",
+    help="Load plugin NAME (entry point or module); `-p no:NAME` blocks it before import.",
+)
+@click.option("--traceback", is_flag=True, help="Show tracebacks for errors.")
+@click.pass_context
+def cli(ctx: click.Context, plugin_args: tuple[str, ...], traceback: bool) -> None:
+    """aliquot: pipelines of tasks over parameter sets, cached, stored safely.
+
+    Plugins come from the entry-point group `aliquot.plugins`. Block one with
+    `-p no:NAME` or ALIQUOT_DISABLE_PLUGINS=a,b; turn off third-party autoload
+    with ALIQUOT_DISABLE_PLUGIN_AUTOLOAD=1; load more with `-p NAME` or
+    ALIQUOT_PLUGINS=a,b. The store defaults to ./.aliquot (ALIQUOT_STORE).
+    """
+    ctx.obj = CliState(plugin_args, traceback)
+
+
+store_option = click.option(
+    "--store",
+    metavar="PATH",
+    default=None,
+    help="Store location (default: $ALIQUOT_STORE or ./.aliquot; `memory://` for none).",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+def _parse_input(text: str) -> tuple[str, Any]:
+    import orjson
+
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key.isidentifier():
+        raise click.BadParameter(f"expected NAME=VALUE, got {text!r}", param_hint="--input")
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        value = raw
+    return key, value
+
+
+@cli.command()
+@click.argument("target")
+@click.option(
+    "--input",
+    "-i",
+    "inputs",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A run input; VALUE is parsed as JSON when it parses, else taken as a string.",
+)
+@click.option("--target", "-t", "targets", multiple=True, metavar="NAME", help="Compute only what NAME needs.")
+@click.option("--executor", "-e", default=None, metavar="NAME[:N]", help="inline (default), threads, processes...")
+@click.option("--deadline", type=float, default=None, metavar="SECONDS", help="Cancel the run after this long.")
+@click.option("--fail-fast", is_flag=True, help="Cancel everything else when a node fails.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+@store_option
+@json_option
+@click.pass_context
+def run(
+    ctx: click.Context,
+    target: str,
+    inputs: tuple[str, ...],
+    targets: tuple[str, ...],
+    executor: str | None,
+    deadline: float | None,
+    fail_fast: bool,
+    quiet: bool,
+    store: str | None,
+    as_json: bool,
+) -> None:
+    """Run TARGET: `file.py`, `file.py:object`, `module` or `module:object`.
+
+    A bare file or module runs every task defined in it; an object names a
+    task, a list of tasks, or anything a plugin knows how to run.
+    """
+    from ._loader import load_target
+    from ._progress import ProgressReporter
+
+    state = _state(ctx)
+    values = dict(_parse_input(text) for text in inputs)
+    observers: list[object] = [] if quiet else [ProgressReporter()]
+    from ._errors import RunInterrupted
+
+    kernel = state.open_kernel(store, plugins=observers)
+    try:
+        obj = load_target(target)
+        result = kernel.run(
+            obj,
+            inputs=values,
+            targets=list(targets) or None,
+            executor=executor,
+            deadline=deadline,
+            fail_fast=fail_fast,
+        )
+    except RunInterrupted as exc:
+        click.echo(f"aliquot: interrupted; run {exc.run.id} is stored as cancelled", err=True)
+        ctx.exit(130)
+    finally:
+        kernel.close()
+    if as_json:
+        import orjson
+
+        click.echo(orjson.dumps(result.to_json(), option=orjson.OPT_INDENT_2).decode())
+    else:
+        _print_outputs(result)
+    if result.status != "succeeded":
+        for record in result.failed_nodes[:5]:
+            click.echo(f"node {record.id} failed: {record.reason}", err=True)
+        click.echo(f"see `aliquot show {result.id}` for the traceback", err=True)
+        ctx.exit(1)
+
+
+def _print_outputs(result: Any) -> None:
+    for name in result.targets:
+        try:
+            value = result[name]
+        except KeyError:
+            continue
+        text = repr(value)
+        if len(text) > 200:
+            text = text[:197] + "..."
+        click.echo(f"{name} = {text}")
+
+
+@cli.command()
+@store_option
+@json_option
+@click.option("--limit", "-n", type=int, default=50, show_default=True, help="How many runs to list.")
+@click.pass_context
+def runs(ctx: click.Context, store: str | None, as_json: bool, limit: int) -> None:
+    """List stored runs, newest first."""
+    kernel = _state(ctx).open_kernel(store)
+    try:
+        headers = kernel.runs(limit=limit)
+    finally:
+        kernel.close()
+    if as_json:
+        import orjson
+
+        click.echo(orjson.dumps(headers, option=orjson.OPT_INDENT_2).decode())
+        return
+    if not headers:
+        click.echo("no runs yet")
+        return
+    rows = [("RUN", "STATUS", "NODES", "DURATION", "STARTED", "TARGET")]
+    for h in headers:
+        counts = h.get("counts") or {}
+        nodes = ", ".join(f"{v} {k}" for k, v in counts.items())
+        duration = f"{h['duration']:.2f}s" if h.get("duration") is not None else "-"
+        rows.append((h["id"], h["status"], nodes, duration, (h.get("started") or "")[:19], h.get("target", "")))
+    _table(rows)
+
+
+@cli.command()
+@click.argument("run_ref", metavar="RUN")
+@store_option
+@json_option
+@click.pass_context
+def show(ctx: click.Context, run_ref: str, store: str | None, as_json: bool) -> None:
+    """Show a run: its nodes, outcomes, outputs and errors (RUN: id, prefix or `latest`)."""
+    kernel = _state(ctx).open_kernel(store)
+    try:
+        result = kernel.get_run(run_ref)
+    finally:
+        kernel.close()
+    if as_json:
+        import orjson
+
+        click.echo(orjson.dumps(result.to_json(), option=orjson.OPT_INDENT_2).decode())
+        return
+    doc = result.to_json()
+    click.echo(f"run       {doc['id']}")
+    click.echo(f"status    {doc['status']}")
+    click.echo(f"target    {doc['target']}")
+    if doc["inputs"]:
+        click.echo(f"inputs    {doc['inputs']}")
+    click.echo(f"executor  {doc['executor']}")
+    click.echo(f"started   {doc['started']}   duration {doc['duration']}s")
+    click.echo(f"plugins   {', '.join(p['name'] + ' ' + str(p.get('version') or '') for p in doc['plugins'])}")
+    for warning in doc["warnings"]:
+        click.echo(f"warning   {warning}")
+    if doc["error"]:
+        click.echo(f"error     {doc['error']['type']}: {doc['error']['message']}")
+    click.echo("")
+    rows = [("NODE", "STATUS", "DURATION", "DETAIL")]
+    for node in doc["nodes"]:
+        detail = node["reason"] or ", ".join(
+            f"{k}: {v['type']} ({v['size']} B, {v['serializer']})" for k, v in node["outputs"].items()
+        )
+        rows.append((node["id"], node["status"], f"{node['duration']:.4f}s", detail))
+    _table(rows)
+    for node in doc["nodes"]:
+        if node["error"]:
+            click.echo(f"\n--- {node['id']} failed ---\n{node['error']['traceback'].rstrip()}")
+
+
+@cli.command()
+@json_option
+@click.pass_context
+def plugins(ctx: click.Context, as_json: bool) -> None:
+    """List plugins: name, distribution, version, builtin or not, status, hooks."""
+    manager = _state(ctx).plugin_manager()
+    infos = sorted(manager.infos.values(), key=lambda i: (not i.builtin, i.name))
+    if as_json:
+        import orjson
+
+        click.echo(orjson.dumps([i.to_json() for i in infos], option=orjson.OPT_INDENT_2).decode())
+        return
+    rows = [("NAME", "STATUS", "DISTRIBUTION", "VERSION", "BUILTIN", "HOOKS")]
+    for i in infos:
+        hooks = ", ".join(h.removeprefix("aliquot_") for h in i.hooks)
+        rows.append((i.name, i.status, i.distribution or "-", i.version or "-", "yes" if i.builtin else "no", hooks))
+    _table(rows)
+    for i in infos:
+        if i.error:
+            click.echo(f"\n{i.name}: {i.status}: {i.error}")
+
+
+@cli.group()
+def store() -> None:
+    """Check, clean and measure the store."""
+
+
+@store.command("verify")
+@store_option
+@json_option
+@click.pass_context
+def store_verify(ctx: click.Context, store: str | None, as_json: bool) -> None:
+    """Check the store's structure and every checksum (exit 1 if anything is wrong)."""
+    kernel = _state(ctx).open_kernel(store)
+    try:
+        report = kernel.store.verify()
+    finally:
+        kernel.close()
+    _print_report(report, as_json)
+    if not report.get("ok"):
+        ctx.exit(1)
+
+
+@store.command("gc")
+@store_option
+@json_option
+@click.option("--values", "values", is_flag=True, help="Also delete values nothing refers to any more.")
+@click.pass_context
+def store_gc(ctx: click.Context, store: str | None, as_json: bool, values: bool) -> None:
+    """Remove debris: temp files of dead processes, orphan blobs, quarantined entries."""
+    kernel = _state(ctx).open_kernel(store)
+    try:
+        live = kernel.live_values() if values else None
+        report = kernel.store.gc(live)
+    finally:
+        kernel.close()
+    _print_report(report, as_json)
+
+
+@store.command("stats")
+@store_option
+@json_option
+@click.pass_context
+def store_stats(ctx: click.Context, store: str | None, as_json: bool) -> None:
+    """Sizes and counts."""
+    kernel = _state(ctx).open_kernel(store)
+    try:
+        report = kernel.store.stats()
+    finally:
+        kernel.close()
+    _print_report(report, as_json)
+
+
+def _print_report(report: dict[str, Any], as_json: bool) -> None:
+    import orjson
+
+    if as_json:
+        click.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+        return
+    for key, value in report.items():
+        if isinstance(value, list):
+            click.echo(f"{key}: {len(value)}")
+            for item in value[:50]:
+                click.echo(f"  - {item}")
+        elif isinstance(value, dict):
+            click.echo(f"{key}:")
+            for k, v in value.items():
+                click.echo(f"  {k}: {v}")
+        else:
+            click.echo(f"{key}: {value}")
+
+
+def _table(rows: list[tuple[Any, ...]]) -> None:
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        cells = [str(c).ljust(w) for c, w in zip(row, widths, strict=True)]
+        click.echo("  ".join(cells).rstrip())
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """Entry point of the ``aliquot`` script: maps errors to exit codes."""
+    from ._errors import AliquotError, RunInterrupted
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    show_tb = "--traceback" in args
+    try:
+        code = cli.main(args=args, prog_name="aliquot", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        code = exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        code = 130
+    except RunInterrupted as exc:
+        click.echo(f"aliquot: interrupted; run {exc.run.id} is stored as cancelled", err=True)
+        code = 130
+    except KeyboardInterrupt:
+        click.echo("aliquot: interrupted", err=True)
+        code = 130
+    except AliquotError as exc:
+        if show_tb:
+            traceback.print_exc()
+        click.echo(f"aliquot: error: {exc}", err=True)
+        code = 2 if exc.user_error else 3
+    except Exception as exc:
+        traceback.print_exc() if show_tb else None
+        click.echo(
+            f"aliquot: internal error: {type(exc).__name__}: {exc} (re-run with --traceback)",
+            err=True,
+        )
+        code = 3
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
