@@ -137,21 +137,26 @@ class ProcessesExecutor:
         return bool(await self._nursery_cm.__aexit__(exc_type, exc, tb))
 
     async def _stop_workers(self, graceful: bool) -> None:
+        """Close every worker: politely when it is idle, by killing its session otherwise.
+
+        A worker still holding a batch when the executor closes can only be
+        running calls nobody waits for any more (their nodes were cancelled),
+        so it is killed rather than waited for.
+        """
         import trio
 
         for worker in self._pool:
-            if graceful and worker.alive:
+            polite = graceful and worker.alive and not worker.inflight
+            if polite:
                 try:
-                    await worker.send.aclose()  # EOF: the worker exits after its batch
+                    await worker.send.aclose()  # EOF: the worker exits
                 except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                    pass
-        deadline = trio.current_time() + (5.0 if graceful else 0.0)
-        for worker in self._pool:
+                    polite = False
             process = worker.process
             if process.returncode is None:
-                if not graceful:
+                if not polite:
                     _kill_group(process.pid, signal.SIGTERM)
-                with trio.move_on_at(deadline + (0 if graceful else 1.0)):
+                with trio.move_on_after(5.0 if polite else 1.0):
                     await process.wait()
                 if process.returncode is None:
                     _kill_group(process.pid, signal.SIGKILL)

@@ -273,7 +273,8 @@ class JsonSerializer:
     priority = 10
     types: tuple[type, ...] = (
         dict, list, tuple, str, int, float, bool, type(None), set, frozenset,
-        dt.datetime, dt.date, dt.time, dt.timedelta, uuid.UUID, decimal.Decimal, complex,
+        bytes, bytearray, dt.datetime, dt.date, dt.time, dt.timedelta, uuid.UUID,
+        decimal.Decimal, complex, pathlib.PurePath, enum.Enum,
     )  # fmt: skip
 
     def accepts(self, value: Any) -> bool:

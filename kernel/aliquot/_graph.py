@@ -249,4 +249,8 @@ def graph_from_tasks(
         if not spec.output_names:
             graph.default_targets.append(nid)
         graph.default_targets.extend(leaf_outputs)
+    if not graph.default_targets:
+        # Every output feeds another task: only a cycle does that. Target everything
+        # so the planner names the cycle instead of silently running nothing.
+        graph.default_targets.extend(ids)
     return graph

@@ -73,11 +73,14 @@ class Kernel:
         *,
         executor: str = "inline",
         store_options: Mapping[str, Any] | None = None,
+        monitors: Sequence[Monitor] = (),
     ) -> None:
         self._plugins = plugins
         self.location = location
         self.default_executor = executor
-        self.monitors: list[Monitor] = []
+        #: Callbacks ``(hook_name, kwargs)`` that see every hook call (the test kit's recorder).
+        self.monitors: list[Monitor] = list(monitors)
+        plugins.monitors = self.monitors
         self.serializer_registry: Registry[Serializer] = Registry("serializer", hint=self._hint)
         self.stores: Registry[StoreFactory] = Registry("store", hint=self._hint)
         self.executors: Registry[ExecutorFactory] = Registry("executor", hint=self._hint)
@@ -126,6 +129,7 @@ class Kernel:
         executor: str = "inline",
         store_options: Mapping[str, Any] | None = None,
         env: Mapping[str, str] | None = None,
+        monitors: Sequence[Monitor] = (),
     ) -> Kernel:
         """Load plugins and open the store at ``location``.
 
@@ -140,6 +144,7 @@ class Kernel:
                 ``ALIQUOT_DISABLE_PLUGIN_AUTOLOAD=1``).
             builtins: load the builtin plugins (blocking all of them is for tests).
             executor: the default executor for runs (``NAME`` or ``NAME:N``).
+            monitors: callbacks ``(hook_name, kwargs)`` that see every hook call.
 
         Raises:
             PluginLoadError: a plugin failed to load; nothing runs with a
@@ -157,7 +162,11 @@ class Kernel:
         )
         manager.raise_errors()
         return cls(
-            manager, os.fspath(location), executor=executor, store_options=store_options
+            manager,
+            os.fspath(location),
+            executor=executor,
+            store_options=store_options,
+            monitors=monitors,
         )
 
     def _fill_registries(self) -> None:

@@ -64,7 +64,7 @@ def load_target(target: str) -> Any:
         except AttributeError:
             names = sorted(n for n in vars(module) if not n.startswith("_"))
             raise TargetLoadError(
-                f"{module.__name__!r} has no {attr!r} (it defines: {', '.join(names[:20])})"
+                f"{path_part!r} has no {attr!r} (it defines: {', '.join(names[:20])})"
             ) from None
     return obj
 

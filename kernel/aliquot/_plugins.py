@@ -122,6 +122,8 @@ class PluginManager:
         self.infos: dict[str, PluginInfo] = {}
         self.errors: list[PluginLoadError] = []
         self._plugin_objects: dict[str, object] = {}
+        #: Callbacks ``(hook_name, kwargs)`` told about every registration call.
+        self.monitors: list[Monitor] = []
 
     # ------------------------------------------------------------------ loading
 
@@ -373,6 +375,8 @@ class PluginManager:
         for impl in reversed(caller.get_hookimpls()):
             register = make_register(impl.plugin_name)
             kwargs = {"register": register}
+            for monitor in self.monitors:
+                monitor(hook, {"register": register, "plugin": impl.plugin_name})
             try:
                 impl.function(*[kwargs[a] for a in impl.argnames])
             except (Exception, SystemExit) as exc:

@@ -16,6 +16,7 @@ import platform
 import socket
 import struct
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -135,9 +136,9 @@ class NodeRecord:
             "labels": self.labels,
             "status": self.status,
             "reason": self.reason,
-            "started": iso(self.started),
-            "finished": iso(self.finished),
-            "duration": round(self.duration, 6),
+            "started": self.started,
+            "finished": self.finished,
+            "duration": self.duration,
             "outputs": {k: v.to_json() for k, v in self.outputs.items()},
             "error": self.error.to_json() if self.error else None,
             "info": self.info,
@@ -154,8 +155,8 @@ class NodeRecord:
             labels=dict(data.get("labels") or {}),
             status=data["status"],
             reason=data.get("reason", ""),
-            started=parse_iso(data.get("started")),
-            finished=parse_iso(data.get("finished")),
+            started=data.get("started"),
+            finished=data.get("finished"),
             duration=float(data.get("duration") or 0.0),
             outputs={k: ArtifactRef.from_json(v) for k, v in (data.get("outputs") or {}).items()},
             error=ErrorInfo(**error) if error else None,
@@ -351,33 +352,68 @@ class Run:
 
 # -------------------------------------------------------------------- persistence
 
+#: Node records are stored in chunks of this many nodes (one store entry per chunk).
+CHUNK = 512
 
-def _node_key(run_id: str, index: int) -> bytes:
-    return run_id.encode() + b"/" + struct.pack(">I", index)
+
+def _chunk_key(run_id: str, chunk: int) -> bytes:
+    return run_id.encode() + b"/" + struct.pack(">I", chunk)
+
+
+class RunWriter:
+    """Keeps one run's records in the store (staged; whoever commits makes them durable).
+
+    Finishing a node only marks its chunk dirty (O(1)); :meth:`flush`
+    serializes the dirty chunks. It is called by the run's committer thread
+    about once a second and at the end of the run, so the cost of run records
+    is paid in batches, and a run that is still going -- even one whose trio
+    loop is held by a long inline task -- has a recent, durable picture,
+    running nodes included.
+    """
+
+    def __init__(self, store: Store, run: Run) -> None:
+        self.store = store
+        self.run = run
+        self._records: list[NodeRecord] = []
+        self._dirty: set[int] = set()
+        self._header_dirty = True
+        self._lock = threading.Lock()
+
+    def begin(self) -> None:
+        self._records = sorted(self.run.nodes.values(), key=lambda r: r.index)
+        self._dirty = set(range((len(self._records) + CHUNK - 1) // CHUNK))
+        run = self.run
+        self.store.put(SPACE_RUNSEQ, struct.pack(">Q", run.seq), run.id.encode())
+        self.store.put(SPACE_ACTIVE, run.id.encode(), orjson.dumps(run.host))
+        self.flush()
+
+    def touch(self, record: NodeRecord) -> None:
+        """Note that ``record`` changed (cheap; serialized at the next flush)."""
+        self._dirty.add(record.index // CHUNK)
+
+    def flush(self) -> None:
+        """Stage the header and every chunk that changed since the last flush."""
+        with self._lock:
+            dirty, self._dirty = self._dirty, set()
+            records = self._records
+            run = self.run
+            for chunk in sorted(dirty):
+                part = records[chunk * CHUNK : (chunk + 1) * CHUNK]
+                self.store.put(
+                    SPACE_NODES, _chunk_key(run.id, chunk), orjson.dumps([r.to_json() for r in part])
+                )
+            self.store.put(SPACE_RUNS, run.id.encode(), orjson.dumps(run.header_json()))
+
+    def end(self) -> None:
+        self.flush()
+        self.store.delete(SPACE_ACTIVE, self.run.id.encode())
 
 
 class RunLog:
-    """Reads and writes runs in a store (staged; the kernel commits)."""
+    """Reads stored runs (and marks runs of dead processes as crashed)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
-
-    def begin(self, run: Run) -> None:
-        self.store.put(SPACE_RUNSEQ, struct.pack(">Q", run.seq), run.id.encode())
-        self.store.put(SPACE_ACTIVE, run.id.encode(), orjson.dumps(run.host))
-        self.write_header(run)
-
-    def write_header(self, run: Run) -> None:
-        self.store.put(SPACE_RUNS, run.id.encode(), orjson.dumps(run.header_json()))
-
-    def write_node(self, run: Run, record: NodeRecord) -> None:
-        self.store.put(SPACE_NODES, _node_key(run.id, record.index), orjson.dumps(record.to_json()))
-
-    def end(self, run: Run) -> None:
-        self.write_header(run)
-        self.store.delete(SPACE_ACTIVE, run.id.encode())
-
-    # ------------------------------------------------------------- reading
 
     def ids(self, *, newest_first: bool = True) -> Iterator[str]:
         for _, value in self.store.scan(SPACE_RUNSEQ, reverse=newest_first):
@@ -392,16 +428,22 @@ class RunLog:
 
     def node_records(self, run_id: str) -> list[NodeRecord]:
         prefix = run_id.encode() + b"/"
-        return [
-            NodeRecord.from_json(orjson.loads(value))
-            for _, value in self.store.scan(SPACE_NODES, prefix)
-        ]
+        out = []
+        for _, value in self.store.scan(SPACE_NODES, prefix):
+            out.extend(NodeRecord.from_json(item) for item in orjson.loads(value))
+        return out
 
     def resolve(self, ref: str) -> str:
-        """A full run id from an id, a unique prefix, ``latest`` or ``-N`` (Nth newest)."""
+        """A full run id from an id, a unique prefix, ``latest``, ``latest~N`` or ``-N``.
+
+        ``latest~1`` is the run before the latest (as in git); ``-1`` is the
+        latest and ``-2`` the one before it.
+        """
         ref = ref.strip()
-        if ref in ("latest", "last", "-1"):
+        if ref in ("latest", "last"):
             ref = "-1"
+        elif ref.startswith(("latest~", "last~")) and ref.partition("~")[2].isdigit():
+            ref = f"-{int(ref.partition('~')[2]) + 1}"
         if ref.startswith("-") and ref[1:].isdigit():
             n = int(ref[1:])
             for i, run_id in enumerate(self.ids()):
@@ -435,13 +477,21 @@ class RunLog:
                     "the process running this run died before it finished",
                 ]
                 self.store.put(SPACE_RUNS, key, orjson.dumps(header))
-                # Nodes that were still running died with it.
-                for rkey, raw in list(self.store.scan(SPACE_NODES, key + b"/")):
-                    rec = orjson.loads(raw)
-                    if rec.get("status") in ("pending", "running"):
-                        rec["status"] = "cancelled"
-                        rec["reason"] = "the run's process died"
-                        self.store.put(SPACE_NODES, rkey, orjson.dumps(rec))
+                for ckey, raw in list(self.store.scan(SPACE_NODES, key + b"/")):
+                    chunk = orjson.loads(raw)
+                    changed = False
+                    for rec in chunk:
+                        if rec.get("status") in ("pending", "running"):
+                            was = rec["status"]
+                            rec["status"] = "cancelled"
+                            rec["reason"] = (
+                                "the run's process died while it ran"
+                                if was == "running"
+                                else "the run's process died before it started"
+                            )
+                            changed = True
+                    if changed:
+                        self.store.put(SPACE_NODES, ckey, orjson.dumps(chunk))
             self.store.delete(SPACE_ACTIVE, key)
             crashed.append(run_id)
         return crashed

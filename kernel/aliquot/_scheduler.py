@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 import time
 import traceback
 from collections import deque
@@ -31,7 +32,7 @@ from ._context import Handler, NodeContext
 from ._errors import AliquotError
 from ._graph import Node, Ref
 from ._outcome import ErrorInfo, Outcome
-from ._runs import NodeRecord, Run, RunLog
+from ._runs import NodeRecord, Run, RunWriter
 
 if TYPE_CHECKING:
     from ._kernel import Kernel
@@ -90,13 +91,14 @@ class Scheduler:
         self.node_executor = node_executor
         self.fail_fast = fail_fast
         self.persist = persist
-        self.log = RunLog(kernel.store)
         self.handler: Handler = _compose(middleware, _terminal)
         self.results: dict[str, Mapping[str, Any]] = {}
         self.refs: dict[str, Mapping[str, ArtifactRef]] = {}
         self.task_types: dict[str, TaskType] = {}
         self._failed = False
         self._stop_scope: trio.CancelScope | None = None
+        self._stop_reason = ""
+        self._deadline: float | None = None
         self._emit_started = events.active("aliquot_node_started")
         self._emit_finished = events.active("aliquot_node_finished")
 
@@ -127,6 +129,7 @@ class Scheduler:
                 record.status = "skipped"
                 record.reason = decision.reason
             run.nodes[nid] = record
+        self.log = RunWriter(kernel.store, run)
 
     # ------------------------------------------------------------------ driving
 
@@ -134,31 +137,35 @@ class Scheduler:
         """Run every planned node; always leaves the run in a final state, committed."""
         run = self.run
         run.started = time.time()
-        self.log.begin(run)
-        for record in run.nodes.values():
-            if record.status == "skipped":
-                self.log.write_node(run, record)
+        self.log.begin()
+        # Make the running run durable now (one fsync per run): a long synchronous
+        # task on the inline executor holds the trio loop, so group commits cannot
+        # happen until it ends -- and if the process dies meanwhile, the next
+        # kernel must still find the run and mark it crashed.
+        await trio.to_thread.run_sync(self.kernel.store.commit)
         self.events.run_planned(run=run, plan=self.plan)
         self.events.run_started(run=run)
         cancelled_by = ""
+        committer = _Committer(self.log, self.kernel.store, run)
+        committer.start()
         try:
             async with trio.open_nursery() as outer:
-                outer.start_soon(self._committer)
                 with trio.CancelScope() as stop:
                     self._stop_scope = stop
                     if deadline is not None:
                         stop.deadline = trio.current_time() + deadline
+                        self._deadline = deadline
                     async with contextlib.AsyncExitStack() as stack:
                         for executor in self.executors.values():
                             await stack.enter_async_context(executor)
                         await self._work()
-                if stop.cancelled_caught and not self._failed:
-                    cancelled_by = f"deadline of {deadline:g}s reached"
+                if stop.cancelled_caught:
+                    cancelled_by = self._why_cancelled()
                 outer.cancel_scope.cancel()
-        except trio.Cancelled:
-            cancelled_by = "cancelled"
-            raise
         except BaseException as exc:
+            if _only_cancellation(exc):
+                cancelled_by = "run cancelled"
+                raise
             if run.error is None:
                 run.error = ErrorInfo.from_exception(exc)
             cancelled_by = cancelled_by or (
@@ -167,6 +174,7 @@ class Scheduler:
             raise
         finally:
             with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(committer.stop)
                 await self._finish(cancelled_by)
 
     async def _work(self) -> None:
@@ -198,13 +206,6 @@ class Scheduler:
                 last_yield = now
                 await trio.lowlevel.checkpoint()
 
-    async def _committer(self) -> None:
-        store = self.kernel.store
-        while True:
-            await trio.sleep(COMMIT_INTERVAL)
-            if store.pending:
-                await trio.to_thread.run_sync(store.commit)
-
     # ------------------------------------------------------------------ one node
 
     async def _run_node(self, nid: str) -> None:
@@ -219,6 +220,7 @@ class Scheduler:
         )
         record.status = "running"
         record.started = time.time()
+        self.log.touch(record)
         if self._emit_started:
             self.events.node_started(run=run, node=node)
         t0 = time.perf_counter()
@@ -231,7 +233,7 @@ class Scheduler:
                     f"middleware returned {type(outcome).__name__} instead of an Outcome"
                 )
         except trio.Cancelled:
-            self._finish_node(node, record, Outcome("cancelled", reason="run cancelled"), t0)
+            self._finish_node(node, record, Outcome("cancelled", reason=self._why_cancelled()), t0)
             raise
         except _NodeFailed as exc:
             outcome = Outcome.failed(exc.args[1], reason=exc.args[0])
@@ -333,7 +335,7 @@ class Scheduler:
             record.outputs = dict(outcome.refs)
         if outcome.info or info:
             record.info = {**(info or {}), **outcome.info}
-        self.log.write_node(self.run, record)
+        self.log.touch(record)
         self.left -= 1
 
         if outcome.ok:
@@ -352,6 +354,7 @@ class Scheduler:
             self._failed = True
             self._skip_downstream(nid, f"upstream node {nid!r} failed")
             if self.fail_fast and self._stop_scope is not None:
+                self._stop_reason = self._stop_reason or f"run stopped after node {nid!r} failed"
                 self._stop_scope.cancel()
         elif outcome.status == "skipped":
             self._skip_downstream(nid, f"upstream node {nid!r} was skipped")
@@ -372,9 +375,17 @@ class Scheduler:
                 continue
             record.status = "skipped"
             record.reason = reason
-            self.log.write_node(self.run, record)
+            self.log.touch(record)
             self.left -= 1
             stack.extend(self.dependents[child])
+
+    def _why_cancelled(self) -> str:
+        if self._stop_reason:
+            return self._stop_reason
+        scope = self._stop_scope
+        if self._deadline is not None and scope is not None and trio.current_time() >= scope.deadline:
+            return f"deadline of {self._deadline:g}s reached"
+        return "run cancelled"
 
     # ------------------------------------------------------------------ ending
 
@@ -383,13 +394,10 @@ class Scheduler:
         for record in run.nodes.values():
             if record.status in ("pending", "running"):
                 record.status = "cancelled"
-                record.reason = (
-                    f"run stopped after a failure ({cancelled_by})"
-                    if self._failed and self.fail_fast
-                    else f"run {cancelled_by or 'stopped'} before it finished"
-                )
+                why = cancelled_by or "run stopped"
+                record.reason = f"{why} before it started" if record.started is None else why
                 record.finished = record.finished or time.time()
-                self.log.write_node(run, record)
+                self.log.touch(record)
         counts = run.counts()
         if self._failed:
             run.status = "failed"
@@ -402,12 +410,50 @@ class Scheduler:
         run.finished = time.time()
         run.warnings.extend(self.events.reports)
         self.events.reports.clear()
-        self.log.end(run)
+        self.log.end()
         await trio.to_thread.run_sync(self.kernel.store.commit)
         self.events.run_finished(run=run)
 
 
 _NO_REFS: Mapping[str, Any] = {}
+
+
+class _Committer(threading.Thread):
+    """Flushes the run's records and commits the store about once a second.
+
+    A thread rather than a trio task: a synchronous task on the inline
+    executor holds the trio loop for as long as it runs, and the run must
+    still become durable at least every second. Writing the store from this
+    thread is safe: stores serialize staging and commits internally.
+    """
+
+    def __init__(self, log: RunWriter, store: Any, run: Run) -> None:
+        super().__init__(name=f"aliquot-commit-{run.id}", daemon=True)
+        self.log = log
+        self.store = store
+        self.aliquot_run = run
+        self._stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self._stopping.wait(COMMIT_INTERVAL):
+            try:
+                self.log.flush()
+                self.store.commit()
+            except Exception as exc:  # reported on the run; the final commit retries
+                self.aliquot_run.warnings.append(f"a periodic commit failed: {type(exc).__name__}: {exc}")
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.join()
+
+
+def _only_cancellation(exc: BaseException) -> bool:
+    """True for trio.Cancelled, or an exception group holding nothing else."""
+    if isinstance(exc, trio.Cancelled):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_only_cancellation(e) for e in exc.exceptions)
+    return False
 
 
 def _output_serializer(node: Node, output: str) -> str | None:

@@ -304,7 +304,11 @@ def runs(ctx: click.Context, store: str | None, as_json: bool, limit: int) -> No
 @json_option
 @click.pass_context
 def show(ctx: click.Context, run_ref: str, store: str | None, as_json: bool) -> None:
-    """Show a run: its nodes, outcomes, outputs and errors (RUN: id, prefix or `latest`)."""
+    """Show a run: its nodes, outcomes, outputs and errors.
+
+    RUN is a run id, a unique prefix of one, `latest`, or `latest~N` (the Nth
+    run before the latest).
+    """
     kernel = _state(ctx).open_kernel(store)
     try:
         result = kernel.get_run(run_ref)

@@ -1,0 +1,238 @@
+"""The Kernel: opening, stores, executors, stored runs, crash detection, the facade."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import trio
+
+import aliquot
+from aliquot.testing import make_kernel
+
+
+@aliquot.task(outputs=["value"])
+def value(x: int = 1) -> int:
+    return x * 10
+
+
+def test_open_creates_an_lmdb_store_and_runs(store_path: Path) -> None:
+    kernel = aliquot.Kernel.open(store_path)
+    try:
+        run = kernel.run([value], inputs={"x": 2})
+    finally:
+        kernel.close()
+    assert run["value"] == 20
+    assert (store_path / "index" / "data.mdb").exists()
+    assert (store_path / "blobs").is_dir()
+
+
+def test_memory_store_keeps_nothing_between_kernels() -> None:
+    with aliquot.Kernel.open("memory://") as first:
+        first.run([value])
+        assert len(first.runs()) == 1
+    with aliquot.Kernel.open("memory://") as second:
+        assert second.runs() == []
+
+
+def test_unknown_store_scheme_is_refused_with_known_names() -> None:
+    with pytest.raises(aliquot.UnknownNameError, match=r"unknown store 'nosuch' \(known: lmdb, memory\)"):
+        aliquot.Kernel.open("nosuch://somewhere")
+
+
+def test_unknown_executor_is_refused_before_running() -> None:
+    with make_kernel() as kernel:
+        with pytest.raises(aliquot.UnknownNameError, match="unknown executor 'gpu'"):
+            kernel.run([value], executor="gpu")
+        with pytest.raises(aliquot.AliquotError, match="N must be"):
+            kernel.run([value], executor="threads:zero")
+        with pytest.raises(aliquot.AliquotError, match="between 1 and 4096"):
+            kernel.run([value], executor="threads:0")
+        assert kernel.runs() == []
+
+
+def test_blocked_executor_plugin_is_named_in_the_error() -> None:
+    with make_kernel(block=["executor_threads"]) as kernel:
+        with pytest.raises(aliquot.UnknownNameError, match="executor_threads \\(blocked"):
+            kernel.run([value], executor="threads")
+
+
+def test_blocked_task_type_plugin_names_the_plugin() -> None:
+    """A blocked builtin: declarations import, running them names the plugin."""
+    with make_kernel(block=["function"]) as kernel:
+        with pytest.raises(aliquot.PluginNotActiveError, match="task type 'function'.*function \\(blocked"):
+            kernel.run([value])
+
+
+def test_per_task_executor_option() -> None:
+    import threading
+
+    @aliquot.task(outputs=["thread_name"], executor="threads:1")
+    def in_thread() -> str:
+        return threading.current_thread().name
+
+    @aliquot.task(outputs=["main_name"])
+    def in_main(thread_name: str) -> str:
+        return threading.current_thread().name
+
+    with make_kernel() as kernel:
+        run = kernel.run([in_thread, in_main], targets=["thread_name", "main_name"])
+    assert run["thread_name"] != run["main_name"]
+    assert run["main_name"] == threading.main_thread().name
+
+
+def test_runs_are_listed_newest_first_and_resolved_by_prefix(store_path: Path) -> None:
+    with aliquot.Kernel.open(store_path) as kernel:
+        ids = [kernel.run([value], inputs={"x": i}).id for i in range(3)]
+        listed = [h["id"] for h in kernel.runs()]
+        assert listed == ids[::-1]
+        assert kernel.get_run("latest").id == ids[-1]
+        assert kernel.get_run("-2").id == ids[1]
+        assert kernel.get_run("latest~1").id == ids[1]
+        assert kernel.get_run("latest~2").id == ids[0]
+        assert kernel.get_run(ids[0]).id == ids[0]
+        with pytest.raises(aliquot.RunNotFoundError, match="no run matches"):
+            kernel.get_run("zzz")
+        with pytest.raises(aliquot.RunNotFoundError, match="fewer runs"):
+            kernel.get_run("-9")
+        prefix = ids[0][:9]  # the date part is shared by all three
+        with pytest.raises(aliquot.RunNotFoundError, match="matches 3 runs"):
+            kernel.get_run(prefix)
+        assert kernel.runs(limit=1)[0]["id"] == ids[-1]
+
+
+def test_each_run_stores_a_plugin_manifest() -> None:
+    with make_kernel() as kernel:
+        run = kernel.run([value])
+        stored = kernel.get_run(run.id)
+    names = {p["name"]: p for p in stored.plugins}
+    assert {"function", "store_memory", "serializer_json", "executor_inline"} <= set(names)
+    function = names["function"]
+    assert function["distribution"] == "aliquot"
+    assert function["version"] == aliquot.__version__
+    assert function["hooks"] == ["aliquot_register_task_types"]
+    assert function["builtin"] is True
+
+
+def test_run_records_inputs_executor_host_and_timings() -> None:
+    with make_kernel() as kernel:
+        run = kernel.run([value], inputs={"x": 3}, executor="threads:2")
+        stored = kernel.get_run(run.id)
+    doc = stored.to_json()
+    assert doc["inputs"] == {"x": 3}
+    assert doc["executor"] == "threads:2"
+    assert doc["host"]["pid"] == os.getpid()
+    assert doc["duration"] is not None and doc["duration"] >= 0
+    node = doc["nodes"][0]
+    assert node["started"] and node["finished"] and node["duration"] >= 0
+
+
+def test_a_run_whose_process_died_is_marked_crashed(store_path: Path, tmp_path: Path) -> None:
+    script = tmp_path / "victim.py"
+    marker = tmp_path / "started"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import time, aliquot
+
+            @aliquot.task(outputs=["done"])
+            def sleepy() -> int:
+                open({str(marker)!r}, "w").close()
+                time.sleep(60)
+                return 1
+
+            if __name__ == "__main__":
+                with aliquot.Kernel.open({str(store_path)!r}) as kernel:
+                    kernel.run([sleepy])
+            """
+        )
+    )
+    env = {**os.environ, "ALIQUOT_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    proc = subprocess.Popen([sys.executable, str(script)], env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while not marker.exists():
+            assert proc.poll() is None, "the victim exited early"
+            assert time.monotonic() < deadline, "the victim never started its task"
+            time.sleep(0.05)
+        time.sleep(1.3)  # let the group commit make the running run durable
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    with aliquot.Kernel.open(store_path) as kernel:
+        run = kernel.get_run("latest")
+        assert run.status == "crashed"
+        assert run.nodes["sleepy"].status == "cancelled"
+        assert "died" in run.nodes["sleepy"].reason
+        assert kernel.store.verify()["ok"]
+        again = kernel.run([value])
+        assert again.status == "succeeded"
+
+
+def test_open_kernel_from_async_code(store_path: Path) -> None:
+    async def main() -> float:
+        async with aliquot.open_kernel(store_path) as kernel:
+            run = await kernel.arun([value], inputs={"x": 5})
+            return run["value"]
+
+    assert trio.run(main) == 50
+    with aliquot.Kernel.open(store_path) as kernel:
+        assert kernel.get_run("latest")["value"] == 50
+
+
+def test_a_closed_kernel_refuses_to_run() -> None:
+    kernel = make_kernel()
+    kernel.close()
+    kernel.close()  # idempotent
+    with pytest.raises(aliquot.AliquotError, match="closed"):
+        kernel.run([value])
+
+
+def test_two_kernels_on_one_store_in_one_process(store_path: Path) -> None:
+    with aliquot.Kernel.open(store_path) as a, aliquot.Kernel.open(store_path) as b:
+        run = a.run([value])
+        assert b.get_run(run.id)["value"] == 10
+
+
+def test_reopening_a_store_in_a_notebook_style_loop_works(store_path: Path) -> None:
+    """Kernel.open twice without closing (a re-run notebook cell) must not fail."""
+    first = aliquot.Kernel.open(store_path)
+    second = aliquot.Kernel.open(store_path)
+    assert second.run([value]).status == "succeeded"
+    first.close()
+    second.close()
+
+
+def test_facade_is_lazy_and_curated() -> None:
+    code = "import sys, aliquot; print(sorted(m for m in sys.modules if m.startswith(('trio', 'aliquot_builtins', 'pluggy', 'lmdb'))))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    assert "Kernel" in aliquot.__all__ and "task" in aliquot.__all__
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        aliquot.nope  # noqa: B018
+    assert aliquot.task is aliquot.__dict__["task"]  # cached after first access
+    for name in aliquot.__all__:
+        assert getattr(aliquot, name) is not None
+
+
+def test_errors_are_shown_under_the_public_name() -> None:
+    assert aliquot.GraphError.__module__ == "aliquot"
+    error = aliquot.ErrorInfo.from_exception(aliquot.GraphError("x"))
+    assert error.type == "aliquot.GraphError"
+
+
+def test_kernel_open_in_a_worker_bootstrap_is_refused() -> None:
+    sys._aliquot_worker_bootstrap = True  # type: ignore[attr-defined]
+    try:
+        with pytest.raises(aliquot.AliquotError, match='if __name__ == \\"__main__\\"'):
+            aliquot.Kernel.open("memory://")
+    finally:
+        sys._aliquot_worker_bootstrap = False  # type: ignore[attr-defined]
