@@ -68,16 +68,18 @@ def _module_source(module_name: str) -> tuple[str, str | None]:
 
 
 class _Pending:
-    __slots__ = ("call", "done", "ok", "value", "cancelled", "payload", "task")
+    __slots__ = ("call", "done", "ok", "value", "cancelled", "payload", "task", "id", "answered")
 
-    def __init__(self, call: Call, payload: bytes, done: Any) -> None:
+    def __init__(self, call: Call, payload: bytes, done: Any, call_id: int) -> None:
         self.call = call
         self.payload = payload
         self.done = done
         self.ok = False
         self.value: Any = None
         self.cancelled = False
+        self.answered = False
         self.task = call.task
+        self.id = call_id
 
 
 class _Worker:
@@ -85,6 +87,7 @@ class _Worker:
         self.process = process
         self.send = send
         self.receive = receive
+        #: batch id -> its calls, in the order the worker runs them
         self.inflight: dict[int, list[_Pending]] = {}
         self.alive = True
         self.modules: set[str] = set()
@@ -105,6 +108,8 @@ class ProcessesExecutor:
         self._nursery_cm: Any = None
         self._wakeup: Any = None
         self._batch_ids = 0
+        self._call_ids = 0
+        self._calls: dict[int, tuple[_Worker | None, int, _Pending]] = {}
         self._avg_call = 0.0
         self._fn_modules: dict[int, tuple[str, str | None]] = {}
         self._closing = False
@@ -183,7 +188,8 @@ class ProcessesExecutor:
                 f"arguments cannot be pickled ({type(exc).__name__}: {exc}). Define the function "
                 "at module level, or use the threads or inline executor."
             ) from exc
-        pending = _Pending(call, payload, trio.Event())
+        self._call_ids += 1
+        pending = _Pending(call, payload, trio.Event(), self._call_ids)
         self._queue.append(pending)
         self._wakeup.unpark_all()
         try:
@@ -248,9 +254,11 @@ class ProcessesExecutor:
                 modules.append(source)
                 worker.modules.add(source[0])
         message = pickle.dumps(
-            ("batch", batch_id, modules, [(id(p), p.payload) for p in batch]), protocol=5
+            ("batch", batch_id, modules, [(p.id, p.payload) for p in batch]), protocol=5
         )
         worker.inflight[batch_id] = batch
+        for pending in batch:
+            self._calls[pending.id] = (worker, batch_id, pending)
         try:
             await worker.send.send_all(_HEADER.pack(len(message)) + message)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
@@ -310,37 +318,40 @@ class ProcessesExecutor:
                     await worker.process.wait()
             code = worker.process.returncode
             why = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-            for batch in worker.inflight.values():
-                for pending in batch:
-                    if not pending.done.is_set():
-                        pending.value = WorkerDiedError(
-                            f"worker process {worker.process.pid} died ({why}) while running "
-                            f"task {pending.task!r}"
-                        )
-                        pending.done.set()
+            # Calls run in order: the first unanswered one was running when the worker
+            # died and fails; the ones behind it never started and go back in the queue.
+            unanswered = [p for b in sorted(worker.inflight) for p in worker.inflight[b] if not p.answered]
+            for index, pending in enumerate(unanswered):
+                self._calls.pop(pending.id, None)
+                if index == 0:
+                    pending.value = WorkerDiedError(
+                        f"worker process {worker.process.pid} died ({why}) while running "
+                        f"task {pending.task!r}"
+                    )
+                    pending.answered = True
+                    pending.done.set()
+                elif not pending.cancelled:
+                    self._queue.appendleft(pending)
             worker.inflight.clear()
         self._wakeup.unpark_all()
 
     def _deliver(self, worker: _Worker, message: tuple[Any, ...]) -> None:
-        kind, batch_id, results = message
-        batch = worker.inflight.pop(batch_id, [])
-        by_id = {id(p): p for p in batch}
-        total = 0.0
-        for call_id, ok, payload, duration in results:
-            total += duration
-            pending = by_id.get(call_id)
-            if pending is None or pending.done.is_set():
-                continue
-            pending.ok = ok
-            if ok:
-                pending.value = pickle.loads(payload)
-            else:
-                pending.value = _rebuild_exception(payload)
-            pending.done.set()
-        if results:
-            mean = total / len(results)
-            self._avg_call = mean if self._avg_call == 0 else 0.7 * self._avg_call + 0.3 * mean
-        self._wakeup.unpark_all()
+        _kind, call_id, ok, payload, duration = message
+        entry = self._calls.pop(call_id, None)
+        if entry is None:
+            return
+        _, batch_id, pending = entry
+        pending.answered = True
+        batch = worker.inflight.get(batch_id)
+        if batch is not None and all(p.answered for p in batch):
+            del worker.inflight[batch_id]
+            self._wakeup.unpark_all()
+        self._avg_call = duration if self._avg_call == 0 else 0.9 * self._avg_call + 0.1 * duration
+        if pending.done.is_set():
+            return
+        pending.ok = ok
+        pending.value = pickle.loads(payload) if ok else _rebuild_exception(payload)
+        pending.done.set()
 
 
 def _rebuild_exception(payload: bytes) -> BaseException:
@@ -482,14 +493,13 @@ def _worker_main() -> None:
         data = _read_exact(read_fd, size)
         if data is None:
             return
-        _kind, batch_id, modules, calls = pickle.loads(data)
+        _kind, _batch_id, modules, calls = pickle.loads(data)
         module_error: BaseException | None = None
         for name, source in modules:
             try:
                 _ensure_module(name, source)
             except BaseException as exc:  # noqa: BLE001 - reported per call below
                 module_error = exc
-        results = []
         for call_id, payload in calls:
             if module_error is not None:
                 ok, out, duration = _run_one(
@@ -497,9 +507,10 @@ def _worker_main() -> None:
                 )
             else:
                 ok, out, duration = _run_one(payload)
-            results.append((call_id, ok, out, duration))
-        message = pickle.dumps(("results", batch_id, results), protocol=5)
-        _write_all(write_fd, _HEADER.pack(len(message)) + message)
+            # One message per call, sent at once: if this process dies later, the
+            # parent knows exactly which calls finished.
+            message = pickle.dumps(("result", call_id, ok, out, duration), protocol=5)
+            _write_all(write_fd, _HEADER.pack(len(message)) + message)
 
 
 def _raise(exc: BaseException) -> None:

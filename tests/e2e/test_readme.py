@@ -1,0 +1,61 @@
+"""The README tells the truth: its example runs, its commands exist, the quickstart works."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).parents[2]
+README = (ROOT / "README.md").read_text()
+ENV = {**os.environ, "ALIQUOT_DISABLE_PLUGIN_AUTOLOAD": "1"}
+
+
+def _aliquot(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "aliquot.cli", *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_readme_shows_the_two_setup_commands() -> None:
+    assert "python -m pip install -e . && aliquot run examples/quickstart.py\n" in README
+    assert "python -m pip install -e '.[test]' && python -m pytest\n" in README
+
+
+def test_readme_example_runs_as_printed(tmp_path: Path) -> None:
+    block = re.search(r"```python\n(.*?)```", README, flags=re.DOTALL)
+    assert block is not None
+    code = block.group(1)
+    assert len(code.strip().splitlines()) <= 22, "the README example should stay about twenty lines"
+    (tmp_path / "example.py").write_text(code)
+    out = subprocess.run([sys.executable, "example.py"], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["succeeded 49.5 99", "49.5"]
+
+
+def test_quickstart_runs_and_leaves_the_run_in_the_store(tmp_path: Path) -> None:
+    example = ROOT / "examples" / "quickstart.py"
+    result = _aliquot("run", str(example), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("report = 'y = 2.5")
+    assert "5 node(s) to execute" in result.stderr and "succeeded" in result.stderr
+    assert (tmp_path / ".aliquot" / "index" / "data.mdb").exists()
+    runs = _aliquot("runs", cwd=tmp_path)
+    assert runs.returncode == 0 and "quickstart" in runs.stdout and "5 computed" in runs.stdout
+    shown = _aliquot("show", "latest", cwd=tmp_path)
+    assert shown.returncode == 0
+    for node in ("make_data", "split", "fit", "evaluate", "report"):
+        assert node in shown.stdout
+    targeted = _aliquot("run", str(example), "--input", "n=400", "--target", "metrics", "-q", cwd=tmp_path)
+    assert targeted.returncode == 0
+    assert targeted.stdout.startswith("metrics = {'rmse'")
+
+
+def test_quickstart_runs_as_a_script(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "quickstart.py")], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("y = 2.5")
