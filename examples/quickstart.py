@@ -21,8 +21,9 @@ import aliquot
 
 
 @aliquot.task(outputs=["points"])
-def make_data(n: int = 2000, slope: float = 2.5, intercept: float = -1.0, noise: float = 0.3,
-              seed: int = 0) -> list[tuple[float, float]]:
+def make_data(
+    n: int = 2000, slope: float = 2.5, intercept: float = -1.0, noise: float = 0.3, seed: int = 0
+) -> list[tuple[float, float]]:
     """Points on a line, with Gaussian noise."""
     rng = random.Random(seed)
     xs = [rng.uniform(-5, 5) for _ in range(n)]

@@ -68,7 +68,7 @@ def _module_source(module_name: str) -> tuple[str, str | None]:
 
 
 class _Pending:
-    __slots__ = ("call", "done", "ok", "value", "cancelled", "payload", "task", "id", "answered")
+    __slots__ = ("answered", "call", "cancelled", "done", "id", "ok", "payload", "task", "value")
 
     def __init__(self, call: Call, payload: bytes, done: Any, call_id: int) -> None:
         self.call = call
@@ -230,7 +230,7 @@ class ProcessesExecutor:
             size = max(1, min(self.max_batch, int(TARGET_BATCH_SECONDS / self._avg_call)))
         # Spread what is queued over the workers instead of handing it all to one.
         size = max(1, min(size, math.ceil(len(queue) / self.workers)))
-        batch = []
+        batch: list[_Pending] = []
         while queue and len(batch) < size:
             pending = queue.popleft()
             if not pending.cancelled:
@@ -277,7 +277,9 @@ class ProcessesExecutor:
             str(child_write),
         ]
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([p for p in sys.path if p] + [env.get("PYTHONPATH", "")])
+        env["PYTHONPATH"] = os.pathsep.join(
+            [p for p in sys.path if p] + [env.get("PYTHONPATH", "")]
+        )
         try:
             process = await trio.lowlevel.open_process(
                 command, pass_fds=(child_read, child_write), start_new_session=True, env=env
@@ -317,10 +319,16 @@ class ProcessesExecutor:
                 with trio.move_on_after(2):
                     await worker.process.wait()
             code = worker.process.returncode
-            why = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+            why = (
+                f"killed by signal {-code}"
+                if code is not None and code < 0
+                else f"exit code {code}"
+            )
             # Calls run in order: the first unanswered one was running when the worker
             # died and fails; the ones behind it never started and go back in the queue.
-            unanswered = [p for b in sorted(worker.inflight) for p in worker.inflight[b] if not p.answered]
+            unanswered = [
+                p for b in sorted(worker.inflight) for p in worker.inflight[b] if not p.answered
+            ]
             for index, pending in enumerate(unanswered):
                 self._calls.pop(pending.id, None)
                 if index == 0:
@@ -468,12 +476,13 @@ def _run_one(payload: bytes) -> tuple[bool, bytes, float]:
                 f"the task's result ({type(result).__name__}) cannot be pickled back to the "
                 f"parent: {exc}"
             ) from exc
-    except BaseException as exc:  # noqa: BLE001 - a task's SystemExit is its failure, not ours
+    except BaseException as exc:
         duration = time.perf_counter() - start
         text = "".join(traceback.format_exception(exc))
+        exc_bytes: bytes | None
         try:
-            exc_bytes: bytes | None = pickle.dumps(exc, protocol=5)
-            pickle.loads(exc_bytes)
+            exc_bytes = pickle.dumps(exc, protocol=5)
+            pickle.loads(exc_bytes)  # it must also come back, or the parent could not raise it
         except Exception:
             exc_bytes = None
         kind = type(exc)
@@ -498,7 +507,7 @@ def _worker_main() -> None:
         for name, source in modules:
             try:
                 _ensure_module(name, source)
-            except BaseException as exc:  # noqa: BLE001 - reported per call below
+            except BaseException as exc:
                 module_error = exc
         for call_id, payload in calls:
             if module_error is not None:

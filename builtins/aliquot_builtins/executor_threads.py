@@ -52,9 +52,7 @@ class ThreadsExecutor:
             return await call.fn(*call.args, **call.kwargs)
         if self._limiter is None:
             raise RuntimeError("the threads executor is used outside `async with`")
-        return await trio.to_thread.run_sync(
-            call, limiter=self._limiter, abandon_on_cancel=True
-        )
+        return await trio.to_thread.run_sync(call, limiter=self._limiter, abandon_on_cancel=True)
 
 
 @hookimpl(trylast=True)

@@ -57,9 +57,11 @@ def bind_signature(spec: TaskSpec, values: Mapping[str, Any]) -> Call:
     varpos = next((p for p in params if p.kind == "var_positional"), None)
     extra_args = list(values.get(varpos.name, ())) if varpos is not None else []
     if extra_args:
-        cut = params.index(varpos)  # type: ignore[arg-type]
+        cut = params.index(varpos)  # type: ignore[arg-type,unused-ignore]
     else:
-        positional_only = [i for i, p in enumerate(params) if p.kind == "positional" and p.name in values]
+        positional_only = [
+            i for i, p in enumerate(params) if p.kind == "positional" and p.name in values
+        ]
         cut = positional_only[-1] + 1 if positional_only else 0
     args: list[Any] = []
     kwargs: dict[str, Any] = {}

@@ -26,7 +26,9 @@ class BytesSerializer:
             return [b"b", value]
         if type(value) is bytearray:
             return [b"a", value]
-        raise SerializationError(f"bytes serializer takes bytes or bytearray, not {type(value).__name__}")
+        raise SerializationError(
+            f"bytes serializer takes bytes or bytearray, not {type(value).__name__}"
+        )
 
     def loads(self, data: memoryview, ctx: SerializerContext) -> Any:
         if not data:

@@ -54,7 +54,11 @@ import orjson
 from aliquot import SerializationError, SerializerContext, hookimpl
 
 _PLAIN = frozenset({str, int, bool, type(None), float, dict, list})
-_OPTIONS = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS
+_OPTIONS = (
+    orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+)
 _is_float = float.__instancecheck__
 _is_dict = dict.__instancecheck__
 _is_list = list.__instancecheck__

@@ -115,7 +115,9 @@ class NumpySerializer:
 def _listify(descr: Any) -> Any:
     # JSON turns the tuples of a structured dtype description into lists.
     if isinstance(descr, list):
-        return [tuple(_listify(x) for x in item) if isinstance(item, list) else item for item in descr]
+        return [
+            tuple(_listify(x) for x in item) if isinstance(item, list) else item for item in descr
+        ]
     return descr
 
 

@@ -76,7 +76,9 @@ def verify(data: memoryview | bytes, ctx: SerializerContext) -> None:
     mac = hmac.new(key, MAGIC + key_id, hashlib.sha256)
     mac.update(view[_HEAD:])
     if not hmac.compare_digest(mac.digest(), bytes(view[len(MAGIC) + 8 : _HEAD])):
-        raise UntrustedPayloadError("refusing to unpickle: the signature does not match (tampered?)")
+        raise UntrustedPayloadError(
+            "refusing to unpickle: the signature does not match (tampered?)"
+        )
 
 
 @hookimpl(trylast=True)

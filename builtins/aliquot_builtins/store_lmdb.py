@@ -215,7 +215,8 @@ class LmdbStore:
                 )
             return bytes(txn.get(b"store_id", db=meta)).decode()
 
-        return self._write(work)
+        store_id: str = self._write(work)
+        return store_id
 
     def _sweep_tmp(self) -> None:
         for entry in (self.root / "tmp").iterdir():
@@ -229,9 +230,9 @@ class LmdbStore:
     def _check(self) -> None:
         if os.getpid() != self._pid:
             raise StoreForkedError(
-                f"the store at {self.root} was opened in process {self._pid} and used in its forked "
-                f"child {os.getpid()}; open the store again in the child (or use the 'spawn' "
-                "start method)"
+                f"the store at {self.root} was opened in process {self._pid} and used in its "
+                f"forked child {os.getpid()}; open the store again in the child (or use the "
+                "'spawn' start method)"
             )
         if self._closed:
             raise StoreError(f"the store at {self.root} is closed")
@@ -419,8 +420,13 @@ class LmdbStore:
         tmp = self.root / "tmp" / f"{os.getpid()}-{uuid.uuid4().hex}"
         sha = hashlib.sha256()
         crc = 0
+
         # Hash in a second thread while this one writes (both release the GIL).
-        hasher = threading.Thread(target=lambda: [sha.update(v) for v in views])
+        def hash_all() -> None:
+            for view in views:
+                sha.update(view)
+
+        hasher = threading.Thread(target=hash_all)
         hasher.start()
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
@@ -491,7 +497,9 @@ class LmdbStore:
         self._quarantine_record(VALUES, key, raw, "bad value header")
         return None
 
-    def _read_blob(self, digest: str, key: bytes, raw: bytes, size: int, crc: int) -> memoryview | None:
+    def _read_blob(
+        self, digest: str, key: bytes, raw: bytes, size: int, crc: int
+    ) -> memoryview | None:
         path = self._blob_path(digest)
         try:
             fd = os.open(path, os.O_RDONLY)
@@ -501,7 +509,9 @@ class LmdbStore:
         try:
             actual = os.fstat(fd).st_size
             if actual != size:
-                self._quarantine_blob(path, key, raw, f"blob file has {actual} bytes, expected {size}")
+                self._quarantine_blob(
+                    path, key, raw, f"blob file has {actual} bytes, expected {size}"
+                )
                 return None
             if size == 0:
                 return memoryview(b"")
@@ -572,7 +582,8 @@ class LmdbStore:
         self.commit()
         from lmdb.verify import verify as lmdb_verify
 
-        problems = [f"lmdb: {p}" for p in lmdb_verify(str(self.root / "index"))]
+        structural: list[str] = lmdb_verify(str(self.root / "index"))  # type: ignore[no-untyped-call,unused-ignore]
+        problems = [f"lmdb: {p}" for p in structural]
         checked = {"records": 0, "values": 0, "blobs": 0}
         indexed_blobs: set[str] = set()
         with self._begin(write=False) as txn:
@@ -596,7 +607,9 @@ class LmdbStore:
                 else:
                     checked["records"] += 1
                     if _open_record(raw) is None:
-                        problems.append(f"record {name.decode()}/{key.hex()}: header or CRC mismatch")
+                        problems.append(
+                            f"record {name.decode()}/{key.hex()}: header or CRC mismatch"
+                        )
         orphans = [
             p.name
             for p in (self.root / "blobs").glob("*/*")
@@ -665,7 +678,9 @@ class LmdbStore:
         }
         for entry in (self.root / "tmp").iterdir():
             pid_text = entry.name.partition("-")[0]
-            if pid_text.isdigit() and (int(pid_text) == os.getpid() or not _pid_alive(int(pid_text))):
+            if pid_text.isdigit() and (
+                int(pid_text) == os.getpid() or not _pid_alive(int(pid_text))
+            ):
                 report["bytes_freed"] += entry.stat().st_size
                 entry.unlink()
                 report["tmp_removed"] += 1
@@ -724,7 +739,9 @@ class LmdbStore:
         with self._begin(write=False) as txn:
             names = [bytes(k) for k, _ in txn.cursor()]
         for name in names:
-            db = self._db(name)  # before the read transaction: handles opened later are invisible to it
+            db = self._db(
+                name
+            )  # before the read transaction: handles opened later are invisible to it
             with self._begin(write=False) as txn:
                 stat = txn.stat(db)
             label = name[2:].decode() if name.startswith(b"s:") else name.decode()

@@ -90,7 +90,9 @@ class MemoryStore:
     def put_value(self, data: Buffer | Sequence[Buffer]) -> tuple[str, int]:
         self._check()
         parts = [data] if isinstance(data, (bytes, bytearray, memoryview)) else list(data)
-        blob = b"".join(bytes(memoryview(p).cast("B")) if memoryview(p).ndim != 1 else bytes(p) for p in parts)
+        blob = b"".join(
+            bytes(memoryview(p).cast("B")) if memoryview(p).ndim != 1 else bytes(p) for p in parts
+        )
         digest = hashlib.sha256(blob).hexdigest()
         with self._lock:
             if digest not in self._values:

@@ -21,53 +21,83 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from aliquot_builtins.function import task
-
-    from ._context import NodeContext
-    from ._errors import (
-        AliquotError,
-        CycleError,
-        GraphError,
-        MissingInputError,
-        OutputMismatchError,
-        PluginError,
-        PluginLoadError,
-        PluginNotActiveError,
-        PluginUnavailable,
-        RegistrationError,
-        RunInterrupted,
-        RunNotFoundError,
-        SerializationError,
-        StoreError,
-        StoreForkedError,
-        TargetLoadError,
-        TaskDefinitionError,
-        UnknownNameError,
-        UnknownTargetError,
-        UntrustedPayloadError,
-        ValueUnavailableError,
+    from aliquot._context import (
+        NodeContext as NodeContext,
     )
-    from ._graph import Graph, Node, Ref, graph_from_tasks
-    from ._kernel import Kernel, open_kernel
-    from ._outcome import ErrorInfo, Outcome
-    from ._planner import Decision, Plan
-    from ._plugins import PluginInfo, PluginWarning
-    from ._runs import NodeRecord, Run
-    from ._tasks import (
-        NOTHING,
-        Call,
-        Output,
-        Param,
-        TaskOptions,
-        TaskSpec,
-        code_fingerprint,
-        qualified_name,
-        set_task_spec,
-        signature_params,
-        task_spec_of,
+    from aliquot._errors import (
+        AliquotError as AliquotError,
+        CycleError as CycleError,
+        GraphError as GraphError,
+        MissingInputError as MissingInputError,
+        OutputMismatchError as OutputMismatchError,
+        PluginError as PluginError,
+        PluginLoadError as PluginLoadError,
+        PluginNotActiveError as PluginNotActiveError,
+        PluginUnavailable as PluginUnavailable,
+        RegistrationError as RegistrationError,
+        RunInterrupted as RunInterrupted,
+        RunNotFoundError as RunNotFoundError,
+        SerializationError as SerializationError,
+        StoreError as StoreError,
+        StoreForkedError as StoreForkedError,
+        TargetLoadError as TargetLoadError,
+        TaskDefinitionError as TaskDefinitionError,
+        UnknownNameError as UnknownNameError,
+        UnknownTargetError as UnknownTargetError,
+        UntrustedPayloadError as UntrustedPayloadError,
+        ValueUnavailableError as ValueUnavailableError,
     )
-    from ._values import ArtifactRef, SerializerContext, Serializers, Values
-    from .hookspecs import hookimpl
+    from aliquot._graph import (
+        Graph as Graph,
+        Node as Node,
+        Ref as Ref,
+        graph_from_tasks as graph_from_tasks,
+    )
+    from aliquot._kernel import (
+        Kernel as Kernel,
+        open_kernel as open_kernel,
+    )
+    from aliquot._outcome import (
+        ErrorInfo as ErrorInfo,
+        Outcome as Outcome,
+    )
+    from aliquot._planner import (
+        Decision as Decision,
+        Plan as Plan,
+    )
+    from aliquot._plugins import (
+        PluginInfo as PluginInfo,
+        PluginWarning as PluginWarning,
+    )
+    from aliquot._runs import (
+        NodeRecord as NodeRecord,
+        Run as Run,
+    )
+    from aliquot._tasks import (
+        NOTHING as NOTHING,
+        Call as Call,
+        Output as Output,
+        Param as Param,
+        TaskOptions as TaskOptions,
+        TaskSpec as TaskSpec,
+        code_fingerprint as code_fingerprint,
+        qualified_name as qualified_name,
+        set_task_spec as set_task_spec,
+        signature_params as signature_params,
+        task_spec_of as task_spec_of,
+    )
+    from aliquot._values import (
+        ArtifactRef as ArtifactRef,
+        SerializerContext as SerializerContext,
+        Serializers as Serializers,
+        Values as Values,
+    )
+    from aliquot.hookspecs import (
+        hookimpl as hookimpl,
+    )
+    from aliquot_builtins.function import (
+        task as task,
+    )
 
 # name -> (module, attribute). Kernel names first, then builtin re-exports.
 _EXPORTS: dict[str, tuple[str, str]] = {

@@ -65,7 +65,7 @@ class PluginLoadError(PluginError):
         )
 
 
-class PluginUnavailable(PluginError):  # noqa: N818 - the name is part of the plugin contract
+class PluginUnavailable(PluginError):
     """Raised by a plugin at import when an optional dependency is missing.
 
     ``raise aliquot.PluginUnavailable("needs numpy")``: the plugin is listed as
@@ -189,7 +189,7 @@ class TargetLoadError(AliquotError):
     """``aliquot run TARGET`` could not import or resolve TARGET."""
 
 
-class RunInterrupted(KeyboardInterrupt):  # noqa: N818 - it is a KeyboardInterrupt
+class RunInterrupted(KeyboardInterrupt):
     """Ctrl-C cancelled a run. The run is stored as *cancelled*; ``.run`` holds it."""
 
     def __init__(self, run: Run) -> None:

@@ -34,7 +34,15 @@ from ._values import SerializerContext, Serializers, Values, store_secret
 if TYPE_CHECKING:
     import click
 
-    from .abc import Executor, ExecutorFactory, Middleware, Serializer, Store, StoreFactory, TaskType
+    from .abc import (
+        Executor,
+        ExecutorFactory,
+        Middleware,
+        Serializer,
+        Store,
+        StoreFactory,
+        TaskType,
+    )
 
 DEFAULT_STORE: Final = ".aliquot"
 _SCHEME = re.compile(r"^([a-z][a-z0-9+.-]*)://")
@@ -42,7 +50,11 @@ _NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,80}$")
 
 # What each registration hook's register() takes: (hook, kind, attributes the object needs).
 _KINDS: Final = {
-    "serializers": ("aliquot_register_serializers", "serializer", ("name", "version", "dumps", "loads")),
+    "serializers": (
+        "aliquot_register_serializers",
+        "serializer",
+        ("name", "version", "dumps", "loads"),
+    ),
     "stores": ("aliquot_register_stores", "store", ("name", "open")),
     "executors": ("aliquot_register_executors", "executor", ("name",)),
     "task_types": ("aliquot_register_task_types", "task type", ("name", "bind", "unpack")),
@@ -153,7 +165,7 @@ class Kernel:
         if getattr(sys, "_aliquot_worker_bootstrap", False):
             raise AliquotError(
                 "a kernel was opened while a worker process imported your script: code that "
-                "opens a kernel or runs must sit under `if __name__ == \"__main__\":` (worker "
+                'opens a kernel or runs must sit under `if __name__ == "__main__":` (worker '
                 "processes import the script to find its tasks, as multiprocessing does)"
             )
         manager = PluginManager()
@@ -182,8 +194,11 @@ class Kernel:
             hook, label, needs = _KINDS[kind]
 
             def make_register(
-                plugin: str, registry: Registry[Any] = registry, label: str = label,
-                needs: tuple[str, ...] = needs, kind: str = kind,
+                plugin: str,
+                registry: Registry[Any] = registry,
+                label: str = label,
+                needs: tuple[str, ...] = needs,
+                kind: str = kind,
             ) -> Callable[..., None]:
                 def register(obj: Any, *, replace: bool = False) -> None:
                     missing = [attr for attr in needs if not hasattr(obj, attr)]
@@ -195,7 +210,8 @@ class Kernel:
                     name = obj.name
                     if kind == "commands" and name in CORE_COMMANDS:
                         raise RegistrationError(
-                            f"plugin {plugin!r} registered command {name!r}, which is a core command"
+                            f"plugin {plugin!r} registered command {name!r}, "
+                            "which is a core command"
                         )
                     if kind != "commands" and (not isinstance(name, str) or not _NAME.match(name)):
                         raise RegistrationError(
@@ -298,7 +314,8 @@ class Kernel:
             if graph is not None:
                 if not isinstance(graph, Graph):
                     raise AliquotError(
-                        f"task type {name!r} returned {type(graph).__name__} from plan(), not a Graph"
+                        f"task type {name!r} returned {type(graph).__name__} from plan(), "
+                        "not a Graph"
                     )
                 return graph
         if isinstance(target, types.ModuleType):
@@ -329,8 +346,8 @@ class Kernel:
     def _plan(self, graph: Graph, targets: Sequence[str] | None, executor: str | None) -> Plan:
         result = plan(graph, targets)
         handled: set[str] = set()
-        for mw in self.middleware.items():
-            handled.update(getattr(mw[1], "handles", ()) or ())
+        for _name, registered in self.middleware.items():
+            handled.update(getattr(registered, "handles", ()) or ())
         for nid in result.order:
             spec = graph.nodes[nid].task
             self.task_type_for(spec)

@@ -34,7 +34,9 @@ def load_target(target: str) -> Any:
         # A Windows drive letter, not a separator (kept for clarity; we run on POSIX).
         path_part, attr = target, ""
     if not path_part:
-        raise TargetLoadError(f"empty target {target!r}: expected file.py[:object] or module[:object]")
+        raise TargetLoadError(
+            f"empty target {target!r}: expected file.py[:object] or module[:object]"
+        )
     candidate = Path(path_part)
     if path_part.endswith(".py") or candidate.is_file():
         if not candidate.exists():
@@ -54,7 +56,9 @@ def load_target(target: str) -> Any:
                 ) from exc
             raise TargetLoadError(f"importing {path_part!r} failed: {exc}") from exc
         except Exception as exc:
-            raise TargetLoadError(f"importing {path_part!r} failed: {type(exc).__name__}: {exc}") from exc
+            raise TargetLoadError(
+                f"importing {path_part!r} failed: {type(exc).__name__}: {exc}"
+            ) from exc
     if not attr:
         return module
     obj: Any = module
@@ -88,7 +92,9 @@ def load_file(path: Path) -> types.ModuleType:
     path = path.absolute()
     name = script_module_name(path)
     existing = sys.modules.get(name)
-    if existing is not None and os.path.abspath(getattr(existing, "__file__", "") or "") == str(path):
+    if existing is not None and os.path.abspath(getattr(existing, "__file__", "") or "") == str(
+        path
+    ):
         return existing
     folder = str(path.parent)
     if folder not in sys.path:

@@ -27,7 +27,11 @@ class ErrorInfo:
     def from_exception(cls, exc: BaseException, *, remote_traceback: str = "") -> ErrorInfo:
         tb = remote_traceback or "".join(traceback.format_exception(exc))
         kind = type(exc)
-        name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+        name = (
+            kind.__qualname__
+            if kind.__module__ == "builtins"
+            else f"{kind.__module__}.{kind.__qualname__}"
+        )
         return cls(name, str(exc), tb)
 
     def to_json(self) -> dict[str, str]:

@@ -145,7 +145,8 @@ def _check_ref(graph: Graph, node: Node, param: str, ref: Ref) -> None:
     producer = graph.nodes.get(ref.node)
     if producer is None:
         raise GraphError(
-            f"node {node.id!r} parameter {param!r} refers to node {ref.node!r}, which does not exist"
+            f"node {node.id!r} parameter {param!r} refers to node {ref.node!r}, "
+            "which does not exist"
         )
     if ref.output not in producer.outputs:
         raise GraphError(

@@ -234,8 +234,10 @@ class PluginManager:
             self.infos[name] = attrs.evolve(info, status="unavailable", error=str(exc))
             return
         except (Exception, SystemExit) as exc:
-            hint = "" if "." in name or not isinstance(exc, ModuleNotFoundError) else (
-                " (no entry point and no module of that name)"
+            hint = (
+                ""
+                if "." in name or not isinstance(exc, ModuleNotFoundError)
+                else (" (no entry point and no module of that name)")
             )
             self._fail(
                 PluginLoadError(name, f"{type(exc).__name__}: {exc}{hint}"),
@@ -257,21 +259,45 @@ class PluginManager:
         try:
             self._pm.register(plugin, name=name)
         except ValueError as exc:  # pluggy: name or object already registered
-            self._fail(PluginLoadError(name, exc, distribution=info.distribution,
-                                       version=info.version, stage="registration"),
-                       attrs.evolve(info, status="error"), exc)
+            self._fail(
+                PluginLoadError(
+                    name,
+                    exc,
+                    distribution=info.distribution,
+                    version=info.version,
+                    stage="registration",
+                ),
+                attrs.evolve(info, status="error"),
+                exc,
+            )
             return
         except pluggy.PluginValidationError as exc:
-            self._fail(PluginLoadError(name, exc, distribution=info.distribution,
-                                       version=info.version, stage="registration"),
-                       attrs.evolve(info, status="error"), exc)
+            self._fail(
+                PluginLoadError(
+                    name,
+                    exc,
+                    distribution=info.distribution,
+                    version=info.version,
+                    stage="registration",
+                ),
+                attrs.evolve(info, status="error"),
+                exc,
+            )
             return
         problem = self._shape_problem(plugin)
         if problem:
             self._pm.unregister(plugin)
-            self._fail(PluginLoadError(name, problem, distribution=info.distribution,
-                                       version=info.version, stage="registration"),
-                       attrs.evolve(info, status="error"), None)
+            self._fail(
+                PluginLoadError(
+                    name,
+                    problem,
+                    distribution=info.distribution,
+                    version=info.version,
+                    stage="registration",
+                ),
+                attrs.evolve(info, status="error"),
+                None,
+            )
             return
         hooks = tuple(sorted(hc.name for hc in self._pm.get_hookcallers(plugin) or ()))
         self.infos[name] = attrs.evolve(info, hooks=hooks)
@@ -363,7 +389,9 @@ class PluginManager:
 
     # ------------------------------------------------------------------ calling
 
-    def call_registration(self, hook: str, make_register: Callable[[str], Callable[..., Any]]) -> None:
+    def call_registration(
+        self, hook: str, make_register: Callable[[str], Callable[..., Any]]
+    ) -> None:
         """Call a registration hook implementation by implementation.
 
         Each implementation gets a ``register`` bound to its own plugin name,

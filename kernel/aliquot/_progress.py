@@ -60,7 +60,9 @@ class ProgressReporter:
             self._redraw()
 
     @hookimpl
-    def aliquot_node_finished(self, run: Run, node: Node, outcome: Outcome, duration: float) -> None:
+    def aliquot_node_finished(
+        self, run: Run, node: Node, outcome: Outcome, duration: float
+    ) -> None:
         self.running.pop(node.id, None)
         self.done += 1
         self.counts[outcome.status] = self.counts.get(outcome.status, 0) + 1
@@ -71,9 +73,8 @@ class ProgressReporter:
             self._redraw()
         elif self.total <= PER_NODE_LINES or outcome.status == "failed":
             why = f": {outcome.reason}" if outcome.reason and outcome.status != "computed" else ""
-            self._write(
-                f"  [{self.done}/{self.total}] {outcome.status:<9} {node.id} ({_secs(duration)}){why}\n"
-            )
+            counter = f"[{self.done}/{self.total}]"
+            self._write(f"  {counter} {outcome.status:<9} {node.id} ({_secs(duration)}){why}\n")
         else:
             now = time.monotonic()
             if now - self._last > 5:

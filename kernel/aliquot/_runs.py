@@ -44,8 +44,10 @@ SPACE_ACTIVE: Final = "active"
 def iso(ts: float | None) -> str | None:
     if ts is None:
         return None
-    return _dt.datetime.fromtimestamp(ts, _dt.UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z"
+    return (
+        _dt.datetime.fromtimestamp(ts, _dt.UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
     )
 
 
@@ -330,7 +332,8 @@ class Run:
             seq=int(header.get("seq", 0)),
             target=header.get("target", ""),
             targets={
-                name: Ref(o["node"], o["output"]) for name, o in (header.get("outputs") or {}).items()
+                name: Ref(o["node"], o["output"])
+                for name, o in (header.get("outputs") or {}).items()
             },
             inputs=header.get("inputs") or {},
             executor=header.get("executor", ""),
@@ -400,7 +403,9 @@ class RunWriter:
             for chunk in sorted(dirty):
                 part = records[chunk * CHUNK : (chunk + 1) * CHUNK]
                 self.store.put(
-                    SPACE_NODES, _chunk_key(run.id, chunk), orjson.dumps([r.to_json() for r in part])
+                    SPACE_NODES,
+                    _chunk_key(run.id, chunk),
+                    orjson.dumps([r.to_json() for r in part]),
                 )
             self.store.put(SPACE_RUNS, run.id.encode(), orjson.dumps(run.header_json()))
 
@@ -428,7 +433,7 @@ class RunLog:
 
     def node_records(self, run_id: str) -> list[NodeRecord]:
         prefix = run_id.encode() + b"/"
-        out = []
+        out: list[NodeRecord] = []
         for _, value in self.store.scan(SPACE_NODES, prefix):
             out.extend(NodeRecord.from_json(item) for item in orjson.loads(value))
         return out
@@ -458,7 +463,8 @@ class RunLog:
         if not matches:
             raise RunNotFoundError(f"no run matches {ref!r} (see `aliquot runs`)")
         raise RunNotFoundError(
-            f"{ref!r} matches {len(matches)} runs ({', '.join(matches[:5])}...); give more of the id"
+            f"{ref!r} matches {len(matches)} runs ({', '.join(matches[:5])}...); "
+            "give more of the id"
         )
 
     def mark_crashed(self) -> list[str]:

@@ -238,7 +238,9 @@ class Scheduler:
         except _NodeFailed as exc:
             outcome = Outcome.failed(exc.args[1], reason=exc.args[0])
         except Exception as exc:
-            error = ErrorInfo.from_exception(exc, remote_traceback=task_traceback(exc, node.task.fn))
+            error = ErrorInfo.from_exception(
+                exc, remote_traceback=task_traceback(exc, node.task.fn)
+            )
             outcome = Outcome.failed(error)
         if outcome.ok and nid in self.target_nodes and self.persist != "none":
             outcome = await self._persist_targets(nid, outcome)
@@ -383,7 +385,11 @@ class Scheduler:
         if self._stop_reason:
             return self._stop_reason
         scope = self._stop_scope
-        if self._deadline is not None and scope is not None and trio.current_time() >= scope.deadline:
+        if (
+            self._deadline is not None
+            and scope is not None
+            and trio.current_time() >= scope.deadline
+        ):
             return f"deadline of {self._deadline:g}s reached"
         return "run cancelled"
 
@@ -440,7 +446,9 @@ class _Committer(threading.Thread):
                 self.log.flush()
                 self.store.commit()
             except Exception as exc:  # reported on the run; the final commit retries
-                self.aliquot_run.warnings.append(f"a periodic commit failed: {type(exc).__name__}: {exc}")
+                self.aliquot_run.warnings.append(
+                    f"a periodic commit failed: {type(exc).__name__}: {exc}"
+                )
 
     def stop(self) -> None:
         self._stopping.set()

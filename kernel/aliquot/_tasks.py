@@ -23,7 +23,9 @@ from ._errors import TaskDefinitionError
 #: The attribute under which a decorated object carries its :class:`TaskSpec`.
 SPEC_ATTRIBUTE: Final = "__aliquot_task__"
 
-ParamKind = Literal["positional", "positional_or_keyword", "keyword", "var_positional", "var_keyword"]
+ParamKind = Literal[
+    "positional", "positional_or_keyword", "keyword", "var_positional", "var_keyword"
+]
 
 
 class _Missing:

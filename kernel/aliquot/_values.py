@@ -72,7 +72,11 @@ class SerializerContext:
 
 def type_name(value: object) -> str:
     kind = type(value)
-    return kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    return (
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else f"{kind.__module__}.{kind.__qualname__}"
+    )
 
 
 def _byte_view(part: Buffer) -> memoryview:
@@ -107,11 +111,18 @@ class Serializers:
                 self._exact.setdefault(t, []).append(s)
         for group in self._exact.values():
             group.sort(key=_priority)
-        self._predicates = sorted(
-            (s for s in self._by_name.values() if callable(getattr(s, "accepts", None))),
-            key=_priority,
+        # (serializer, its accepts predicate), for serializers that define one.
+        self._predicates: list[tuple[Serializer, Callable[[object], bool]]] = sorted(
+            (
+                (s, accepts)
+                for s in self._by_name.values()
+                if callable(accepts := getattr(s, "accepts", None))
+            ),
+            key=lambda pair: _priority(pair[0]),
         )
-        self._per_type: dict[type, tuple[list[Serializer], list[Serializer]]] = {}
+        self._per_type: dict[
+            type, tuple[list[Serializer], list[tuple[Serializer, Callable[[object], bool]]]]
+        ] = {}
 
     def __contains__(self, name: str) -> bool:
         return name in self._by_name
@@ -137,12 +148,12 @@ class Serializers:
                 for s in self._exact.get(base, ()):
                     if s not in typed:
                         typed.append(s)
-            tiers = (typed, [s for s in self._predicates if s not in typed])
+            tiers = (typed, [pair for pair in self._predicates if pair[0] not in typed])
             self._per_type[kind] = tiers
         typed, predicates = tiers
         if not predicates:
             return typed
-        return typed + [s for s in predicates if s.accepts(value)]
+        return typed + [s for s, accepts in predicates if accepts(value)]
 
     def dumps(
         self, value: object, ctx: SerializerContext, serializer: str | Serializer | None = None

@@ -195,9 +195,23 @@ def _parse_input(text: str) -> tuple[str, Any]:
     metavar="NAME=VALUE",
     help="A run input; VALUE is parsed as JSON when it parses, else taken as a string.",
 )
-@click.option("--target", "-t", "targets", multiple=True, metavar="NAME", help="Compute only what NAME needs.")
-@click.option("--executor", "-e", default=None, metavar="NAME[:N]", help="inline (default), threads, processes...")
-@click.option("--deadline", type=float, default=None, metavar="SECONDS", help="Cancel the run after this long.")
+@click.option(
+    "--target", "-t", "targets", multiple=True, metavar="NAME", help="Compute only what NAME needs."
+)
+@click.option(
+    "--executor",
+    "-e",
+    default=None,
+    metavar="NAME[:N]",
+    help="inline (default), threads, processes...",
+)
+@click.option(
+    "--deadline",
+    type=float,
+    default=None,
+    metavar="SECONDS",
+    help="Cancel the run after this long.",
+)
 @click.option("--fail-fast", is_flag=True, help="Cancel everything else when a node fails.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 @store_option
@@ -272,7 +286,9 @@ def _print_outputs(result: Any) -> None:
 @cli.command()
 @store_option
 @json_option
-@click.option("--limit", "-n", type=int, default=50, show_default=True, help="How many runs to list.")
+@click.option(
+    "--limit", "-n", type=int, default=50, show_default=True, help="How many runs to list."
+)
 @click.pass_context
 def runs(ctx: click.Context, store: str | None, as_json: bool, limit: int) -> None:
     """List stored runs, newest first."""
@@ -294,7 +310,16 @@ def runs(ctx: click.Context, store: str | None, as_json: bool, limit: int) -> No
         counts = h.get("counts") or {}
         nodes = ", ".join(f"{v} {k}" for k, v in counts.items())
         duration = f"{h['duration']:.2f}s" if h.get("duration") is not None else "-"
-        rows.append((h["id"], h["status"], nodes, duration, (h.get("started") or "")[:19], h.get("target", "")))
+        rows.append(
+            (
+                h["id"],
+                h["status"],
+                nodes,
+                duration,
+                (h.get("started") or "")[:19],
+                h.get("target", ""),
+            )
+        )
     _table(rows)
 
 
@@ -327,7 +352,8 @@ def show(ctx: click.Context, run_ref: str, store: str | None, as_json: bool) -> 
         click.echo(f"inputs    {doc['inputs']}")
     click.echo(f"executor  {doc['executor']}")
     click.echo(f"started   {doc['started']}   duration {doc['duration']}s")
-    click.echo(f"plugins   {', '.join(p['name'] + ' ' + str(p.get('version') or '') for p in doc['plugins'])}")
+    versions = [f"{p['name']} {p.get('version') or ''}".strip() for p in doc["plugins"]]
+    click.echo(f"plugins   {', '.join(versions)}")
     for warning in doc["warnings"]:
         click.echo(f"warning   {warning}")
     if doc["error"]:
@@ -336,7 +362,8 @@ def show(ctx: click.Context, run_ref: str, store: str | None, as_json: bool) -> 
     rows = [("NODE", "STATUS", "DURATION", "DETAIL")]
     for node in doc["nodes"]:
         detail = node["reason"] or ", ".join(
-            f"{k}: {v['type']} ({v['size']} B, {v['serializer']})" for k, v in node["outputs"].items()
+            f"{k}: {v['type']} ({v['size']} B, {v['serializer']})"
+            for k, v in node["outputs"].items()
         )
         rows.append((node["id"], node["status"], f"{node['duration']:.4f}s", detail))
     _table(rows)
@@ -360,7 +387,16 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
     rows = [("NAME", "STATUS", "DISTRIBUTION", "VERSION", "BUILTIN", "HOOKS")]
     for i in infos:
         hooks = ", ".join(h.removeprefix("aliquot_") for h in i.hooks)
-        rows.append((i.name, i.status, i.distribution or "-", i.version or "-", "yes" if i.builtin else "no", hooks))
+        rows.append(
+            (
+                i.name,
+                i.status,
+                i.distribution or "-",
+                i.version or "-",
+                "yes" if i.builtin else "no",
+                hooks,
+            )
+        )
     _table(rows)
     for i in infos:
         if i.error:
@@ -391,7 +427,9 @@ def store_verify(ctx: click.Context, store: str | None, as_json: bool) -> None:
 @store.command("gc")
 @store_option
 @json_option
-@click.option("--values", "values", is_flag=True, help="Also delete values nothing refers to any more.")
+@click.option(
+    "--values", "values", is_flag=True, help="Also delete values nothing refers to any more."
+)
 @click.pass_context
 def store_gc(ctx: click.Context, store: str | None, as_json: bool, values: bool) -> None:
     """Remove debris: temp files of dead processes, orphan blobs, quarantined entries."""

@@ -108,7 +108,8 @@ class CliResult:
         return self.stdout + self.stderr
 
     def __repr__(self) -> str:
-        return f"<CliResult exit={self.exit_code} stdout={self.stdout[-300:]!r} stderr={self.stderr[-300:]!r}>"
+        out, err = self.stdout[-300:], self.stderr[-300:]
+        return f"<CliResult exit={self.exit_code} stdout={out!r} stderr={err!r}>"
 
 
 def run_cli(
@@ -122,7 +123,9 @@ def run_cli(
 
     from ..cli import main
 
-    overrides: dict[str, str | None] = {"ALIQUOT_DISABLE_PLUGIN_AUTOLOAD": None if autoload else "1"}
+    overrides: dict[str, str | None] = {
+        "ALIQUOT_DISABLE_PLUGIN_AUTOLOAD": None if autoload else "1"
+    }
     overrides.update(env or {})
     runner = CliRunner()
     code = 0

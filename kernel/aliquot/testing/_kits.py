@@ -199,7 +199,9 @@ def _store_threads(store: Any) -> None:
 
 def _store_maintenance(store: Any) -> None:
     report = store.verify()
-    assert isinstance(report, dict) and report.get("ok") is True, f"a healthy store must verify: {report}"
+    assert isinstance(report, dict) and report.get("ok") is True, (
+        f"a healthy store must verify: {report}"
+    )
     stats = store.stats()
     assert isinstance(stats, dict), "stats must return a dict"
     keep, _ = store.put_value(b"keep me")
@@ -292,10 +294,14 @@ def check_serializer(
     for sample in samples:
         count += 1
         accepts = getattr(serializer, "accepts", None)
-        taken = type(sample) in serializer.types or any(
-            isinstance(sample, t) for t in serializer.types
-        ) or (accepts is not None and accepts(sample))
-        assert taken, f"{serializer.name} must take its sample {type(sample).__name__} (types/accepts)"
+        taken = (
+            type(sample) in serializer.types
+            or any(isinstance(sample, t) for t in serializer.types)
+            or (accepts is not None and accepts(sample))
+        )
+        assert taken, (
+            f"{serializer.name} must take its sample {type(sample).__name__} (types/accepts)"
+        )
         first = b"".join(as_buffers(serializer.dumps(sample, ctx)))
         second = b"".join(as_buffers(serializer.dumps(sample, ctx)))
         assert first == second, f"dumps must be deterministic for {type(sample).__name__}"
@@ -397,7 +403,9 @@ def check_executor(
     async def main() -> None:
         executor = factory()
         assert isinstance(getattr(type(executor), "name", None), str), "name must be a str"
-        assert isinstance(executor.capacity, int) and executor.capacity >= 1, "capacity must be >= 1"
+        assert isinstance(executor.capacity, int) and executor.capacity >= 1, (
+            "capacity must be >= 1"
+        )
         async with executor:
             assert await executor.submit(Call(kit_add, (2,), {"b": 3})) == 5, (
                 "submit must return the call's result (args and kwargs passed)"
