@@ -44,6 +44,7 @@ import gc
 import math
 import pathlib
 import sys
+import types
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -63,6 +64,8 @@ _is_float = float.__instancecheck__
 _is_dict = dict.__instancecheck__
 _is_list = list.__instancecheck__
 _MAX_DEPTH = 250
+#: Python nesting the tagged encoding allows (a tag adds a JSON level; orjson stops at 255).
+_MAX_TAGGED_DEPTH = 120
 
 
 def is_plain(value: Any) -> bool:
@@ -85,7 +88,7 @@ def is_plain(value: Any) -> bool:
             try:
                 if not math.isfinite(math.fsum(filter(_is_float, refs))):
                     return False
-            except OverflowError:
+            except (OverflowError, ValueError):  # huge sums, or inf + -inf
                 return False
         if dict not in types and list not in types:
             return True
@@ -105,9 +108,12 @@ def _resolve_class(ref: str) -> type:
             f"stored value has type {ref.replace(':', '.')}; import {module_name!r} before loading "
             "it (aliquot never imports modules named in stored data)"
         )
+    # Plain dictionary lookups: a module's __getattr__ (PEP 562) or a class's
+    # descriptors could import or run code chosen by whoever wrote the store.
     obj: Any = module
     for part in qualname.split("."):
-        obj = getattr(obj, part, None)
+        namespace = vars(obj) if isinstance(obj, types.ModuleType) else getattr(obj, "__dict__", {})
+        obj = namespace.get(part)
         if obj is None:
             raise SerializationError(f"stored value has type {ref}, which no longer exists")
     if not isinstance(obj, type):
@@ -116,7 +122,7 @@ def _resolve_class(ref: str) -> type:
 
 
 def _encode(value: Any, depth: int = 0) -> Any:
-    if depth > _MAX_DEPTH:
+    if depth > _MAX_TAGGED_DEPTH:
         raise SerializationError("value is nested too deeply for JSON")
     kind = type(value)
     if kind is str or kind is bool or value is None:
@@ -291,7 +297,10 @@ class JsonSerializer:
                 return b"J" + orjson.dumps(value, option=_OPTIONS)
             except orjson.JSONEncodeError:
                 pass  # e.g. an int beyond 64 bits: take the tagged path
-        return b"T" + orjson.dumps(_encode(value))
+        try:
+            return b"T" + orjson.dumps(_encode(value))
+        except orjson.JSONEncodeError as exc:
+            raise SerializationError(f"JSON cannot carry this value: {exc}") from exc
 
     def loads(self, data: memoryview, ctx: SerializerContext) -> Any:
         if not data:
@@ -303,9 +312,17 @@ class JsonSerializer:
             raise SerializationError(f"damaged JSON payload: {exc}") from exc
         if flag == ord("J"):
             return value
-        if flag == ord("T"):
+        if flag != ord("T"):
+            raise SerializationError(f"unknown JSON payload flag {bytes([flag])!r}")
+        try:
             return _decode(value)
-        raise SerializationError(f"unknown JSON payload flag {bytes([flag])!r}")
+        except SerializationError:
+            raise
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, RecursionError) as exc:
+            # binascii.Error is a ValueError
+            raise SerializationError(
+                f"damaged JSON payload: malformed type tag ({type(exc).__name__}: {exc})"
+            ) from exc
 
 
 @hookimpl(trylast=True)

@@ -61,9 +61,13 @@ class NumpySerializer:
             order, flat = "F", array.T
         else:
             order, flat = "C", np.ascontiguousarray(array)
+        descr = np.lib.format.dtype_to_descr(array.dtype)
+        if _dtype_from_json(orjson.loads(orjson.dumps(descr))) != array.dtype:
+            # e.g. fields with titles: refuse rather than store what cannot be loaded
+            raise SerializationError(f"the dtype {array.dtype} does not survive a JSON header")
         header = orjson.dumps(
             {
-                "dtype": np.lib.format.dtype_to_descr(array.dtype),
+                "dtype": descr,
                 "shape": list(array.shape),
                 "order": order,
                 "scalar": scalar,
@@ -83,12 +87,14 @@ class NumpySerializer:
         start = len(MAGIC) + 4
         try:
             header = orjson.loads(data[start : start + size])
-            dtype = np.lib.format.descr_to_dtype(
-                _listify(header["dtype"]) if isinstance(header["dtype"], list) else header["dtype"]
-            )
+            dtype = _dtype_from_json(header["dtype"])
             shape = tuple(int(n) for n in header["shape"])
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, IndexError) as exc:
             raise SerializationError(f"damaged numpy header: {exc}") from exc
+        if dtype.hasobject:
+            raise SerializationError("refusing a numpy payload with an object dtype")
+        if any(n < 0 for n in shape):
+            raise SerializationError(f"damaged numpy header: negative dimension in {shape}")
         offset = start + size
         offset += -offset % ALIGN
         count = 1
@@ -99,26 +105,39 @@ class NumpySerializer:
             raise SerializationError(
                 f"numpy payload has {len(data) - offset} data bytes, expected {nbytes}"
             )
-        if count == 0:
-            array = np.empty(shape, dtype)
-        elif header.get("order") == "F":
-            array = np.frombuffer(data, dtype, count, offset).reshape(shape[::-1]).T
-        else:
-            array = np.frombuffer(data, dtype, count, offset).reshape(shape)
-        if not array.flags.writeable:
-            array = array.copy()  # a read-only source (bytes): give the caller a normal array
+        if data.readonly and count:
+            # A read-only source (bytes): copy the raw bytes, not the array, so the
+            # layout (F order) and the padding of structured dtypes are kept exactly.
+            data = memoryview(bytearray(data))
+        try:
+            if count == 0:
+                array = np.zeros(shape, dtype)
+            elif header.get("order") == "F":
+                array = np.frombuffer(data, dtype, count, offset).reshape(shape[::-1]).T
+            else:
+                array = np.frombuffer(data, dtype, count, offset).reshape(shape)
+        except ValueError as exc:
+            raise SerializationError(f"damaged numpy payload: {exc}") from exc
         if header.get("scalar"):
             return array[()]
         return array
 
 
-def _listify(descr: Any) -> Any:
-    # JSON turns the tuples of a structured dtype description into lists.
-    if isinstance(descr, list):
-        return [
-            tuple(_listify(x) for x in item) if isinstance(item, list) else item for item in descr
-        ]
-    return descr
+def _dtype_from_json(descr: Any) -> Any:
+    """The dtype of a JSON-decoded ``dtype_to_descr`` value (JSON turned its tuples into lists)."""
+    import numpy as np
+
+    def fields(items: list[Any]) -> list[tuple[Any, ...]]:
+        out = []
+        for item in items:
+            name, sub, *shape = item
+            if isinstance(name, list):
+                name = tuple(name)  # (title, name)
+            sub = fields(sub) if isinstance(sub, list) else sub
+            out.append((name, sub, *(tuple(s) for s in shape)))
+        return out
+
+    return np.lib.format.descr_to_dtype(fields(descr) if isinstance(descr, list) else descr)
 
 
 @hookimpl(trylast=True)
