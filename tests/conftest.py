@@ -21,7 +21,7 @@ def _isolated_environment(
             monkeypatch.delenv(name)
     config = tmp_path_factory.mktemp("aliquot-config")
     monkeypatch.setenv("ALIQUOT_CONFIG_DIR", str(config))
-    yield
+    return
 
 
 @pytest.fixture

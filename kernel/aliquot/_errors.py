@@ -50,9 +50,11 @@ class PluginLoadError(PluginError):
         self.version = version
         self.stage = stage
         if isinstance(cause, BaseException):
-            self.cause_text = f"{type(cause).__name__}: {cause}".rstrip(": ")
+            text = f"{type(cause).__name__}: {cause}".rstrip(": ")
         else:
-            self.cause_text = cause
+            text = cause
+        # One line: the CLI prints errors as a single line (pluggy's messages span several).
+        self.cause_text = " ".join(text.split())
         where = []
         if entry_point:
             where.append(f"entry point {name} = {entry_point}")

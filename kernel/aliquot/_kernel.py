@@ -10,14 +10,13 @@ import sys
 import threading
 import types
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Final
 
 from ._errors import (
     AliquotError,
     PluginNotActiveError,
-    RegistrationError,
     RunInterrupted,
     TargetLoadError,
     UnknownNameError,
@@ -25,43 +24,21 @@ from ._errors import (
 from ._graph import Graph, graph_from_tasks
 from ._planner import Plan, finalize, plan
 from ._plugins import Events, Monitor, PluginInfo, PluginManager
-from ._registry import Registry
+from ._registries import Registries
 from ._runs import Run, RunLog, new_run_id
 from ._scheduler import Scheduler, parse_executor
 from ._tasks import TaskSpec, task_spec_of
 from ._values import SerializerContext, Serializers, Values, store_secret
 
 if TYPE_CHECKING:
-    import click
-
     from .abc import (
         Executor,
-        ExecutorFactory,
-        Middleware,
-        Serializer,
         Store,
-        StoreFactory,
         TaskType,
     )
 
 DEFAULT_STORE: Final = ".aliquot"
 _SCHEME = re.compile(r"^([a-z][a-z0-9+.-]*)://")
-_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,80}$")
-
-# What each registration hook's register() takes: (hook, kind, attributes the object needs).
-_KINDS: Final = {
-    "serializers": (
-        "aliquot_register_serializers",
-        "serializer",
-        ("name", "version", "dumps", "loads"),
-    ),
-    "stores": ("aliquot_register_stores", "store", ("name", "open")),
-    "executors": ("aliquot_register_executors", "executor", ("name",)),
-    "task_types": ("aliquot_register_task_types", "task type", ("name", "bind", "unpack")),
-    "middleware": ("aliquot_register_middleware", "middleware", ("name", "order")),
-    "commands": ("aliquot_register_commands", "command", ("name",)),
-}
-CORE_COMMANDS: Final = frozenset({"run", "runs", "show", "plugins", "store"})
 
 
 def store_scheme(location: str) -> str:
@@ -93,17 +70,17 @@ class Kernel:
         #: Callbacks ``(hook_name, kwargs)`` that see every hook call (the test kit's recorder).
         self.monitors: list[Monitor] = list(monitors)
         plugins.monitors = self.monitors
-        self.serializer_registry: Registry[Serializer] = Registry("serializer", hint=self._hint)
-        self.stores: Registry[StoreFactory] = Registry("store", hint=self._hint)
-        self.executors: Registry[ExecutorFactory] = Registry("executor", hint=self._hint)
-        self.task_types: Registry[TaskType] = Registry("task type", hint=self._hint)
-        self.middleware: Registry[Middleware] = Registry("middleware", hint=self._hint)
-        self.commands: Registry[click.Command] = Registry("command", hint=self._hint)
-        self.value_roots: Registry[Callable[[Kernel], Iterable[str]]] = Registry(
-            "value root", hint=self._hint
-        )
-        self._fill_registries()
+        registries = Registries(hint=self._hint)
+        registries.fill(plugins)
         plugins.raise_errors()
+        self.registries = registries
+        self.serializer_registry = registries.serializers
+        self.stores = registries.stores
+        self.executors = registries.executors
+        self.task_types = registries.task_types
+        self.middleware = registries.middleware
+        self.commands = registries.commands
+        self.value_roots = registries.value_roots
 
         scheme = store_scheme(location)
         factory = self.stores.get(scheme)
@@ -180,62 +157,6 @@ class Kernel:
             store_options=store_options,
             monitors=monitors,
         )
-
-    def _fill_registries(self) -> None:
-        targets: dict[str, Registry[Any]] = {
-            "serializers": self.serializer_registry,
-            "stores": self.stores,
-            "executors": self.executors,
-            "task_types": self.task_types,
-            "middleware": self.middleware,
-            "commands": self.commands,
-        }
-        for kind, registry in targets.items():
-            hook, label, needs = _KINDS[kind]
-
-            def make_register(
-                plugin: str,
-                registry: Registry[Any] = registry,
-                label: str = label,
-                needs: tuple[str, ...] = needs,
-                kind: str = kind,
-            ) -> Callable[..., None]:
-                def register(obj: Any, *, replace: bool = False) -> None:
-                    missing = [attr for attr in needs if not hasattr(obj, attr)]
-                    if missing:
-                        raise RegistrationError(
-                            f"plugin {plugin!r} registered {obj!r} as a {label}, but it has no "
-                            f"{', '.join(missing)} (see aliquot.abc)"
-                        )
-                    name = obj.name
-                    if kind == "commands" and name in CORE_COMMANDS:
-                        raise RegistrationError(
-                            f"plugin {plugin!r} registered command {name!r}, "
-                            "which is a core command"
-                        )
-                    if kind != "commands" and (not isinstance(name, str) or not _NAME.match(name)):
-                        raise RegistrationError(
-                            f"plugin {plugin!r} registered a {label} with an invalid name {name!r}"
-                        )
-                    registry.add(name, obj, plugin, replace=replace)
-
-                return register
-
-            self._plugins.call_registration(hook, make_register)
-
-        def make_root_register(plugin: str) -> Callable[..., None]:
-            def register(
-                name: str, provider: Callable[[Kernel], Iterable[str]], *, replace: bool = False
-            ) -> None:
-                if not callable(provider):
-                    raise RegistrationError(
-                        f"plugin {plugin!r} registered value root {name!r} that is not callable"
-                    )
-                self.value_roots.add(name, provider, plugin, replace=replace)
-
-            return register
-
-        self._plugins.call_registration("aliquot_register_value_roots", make_root_register)
 
     def _hint(self, name: str) -> str:
         return self._plugins.why_missing()

@@ -70,6 +70,8 @@ class PluginInfo:
     hooks: tuple[str, ...] = ()
     error: str | None = None
     source: str = "entry point"
+    #: (kind, name, plugin) of every registration this plugin replaced with replace=True.
+    replaces: tuple[tuple[str, str, str], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -83,6 +85,7 @@ class PluginInfo:
             "hooks": list(self.hooks),
             "error": self.error,
             "source": self.source,
+            "replaces": [{"kind": k, "name": n, "plugin": p} for k, n, p in self.replaces],
         }
 
 
@@ -94,13 +97,17 @@ def _env_flag(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _entry_points() -> list[EntryPoint]:
+def _entry_points() -> tuple[list[EntryPoint], dict[str, list[EntryPoint]]]:
+    """Entry points of the group, and the names declared by several distributions."""
     import importlib_metadata
 
     seen: dict[str, EntryPoint] = {}
+    clashes: dict[str, list[EntryPoint]] = {}
     for ep in importlib_metadata.entry_points(group=GROUP):
-        seen.setdefault(ep.name, ep)
-    return list(seen.values())
+        first = seen.setdefault(ep.name, ep)
+        if first is not ep and _dist_of(first)[0] != _dist_of(ep)[0]:
+            clashes.setdefault(ep.name, [first]).append(ep)
+    return list(seen.values()), clashes
 
 
 def _dist_of(ep: EntryPoint) -> tuple[str | None, str | None]:
@@ -145,8 +152,25 @@ class PluginManager:
         if autoload is None:
             autoload = not _env_flag(env.get("ALIQUOT_DISABLE_PLUGIN_AUTOLOAD"))
 
-        eps = _entry_points()
+        eps, clashes = _entry_points()
+        for name, declared in clashes.items():
+            dists = ", ".join(f"{_dist_of(e)[0]} ({e.value})" for e in declared)
+            self.errors.append(
+                PluginLoadError(
+                    name,
+                    f"the entry point name {name!r} is declared by several distributions: {dists}",
+                )
+            )
+            self._pm.set_blocked(name)
+            self.infos[name] = self._ep_info(
+                declared[0],
+                "error",
+                builtin=False,
+                error=(f"the entry point name is declared by several distributions: {dists}"),
+            )
+        eps = [ep for ep in eps if ep.name not in clashes]
         by_name = {ep.name: ep for ep in eps}
+        by_module = {ep.value: ep for ep in eps if ":" not in ep.value}
         builtin_eps = [ep for ep in eps if _dist_of(ep)[0] == KERNEL_DISTRIBUTION]
         other_eps = [ep for ep in eps if _dist_of(ep)[0] != KERNEL_DISTRIBUTION]
 
@@ -158,7 +182,7 @@ class PluginManager:
                 self.infos[ep.name] = self._ep_info(ep, "blocked", builtin=True)
         # 3. -p NAME and plugin objects
         for name in load:
-            self._load_named(name, by_name, source="-p")
+            self._load_named(name, by_name, by_module, source="-p")
         for obj in objects:
             self._register_object(obj, source="object")
         # 4. autoload
@@ -171,7 +195,7 @@ class PluginManager:
                 self.infos[ep.name] = self._ep_info(ep, "blocked", builtin=False)
         # 5. ALIQUOT_PLUGINS
         for name in _split_env(env.get("ALIQUOT_PLUGINS")):
-            self._load_named(name, by_name, source="ALIQUOT_PLUGINS")
+            self._load_named(name, by_name, by_module, source="ALIQUOT_PLUGINS")
         # 6. pending hooks
         self._check_pending()
         for name in blocked:
@@ -216,11 +240,22 @@ class PluginManager:
             return
         self._register(plugin, ep.name, self._ep_info(ep, "loaded", builtin=builtin, source=source))
 
-    def _load_named(self, name: str, by_name: Mapping[str, EntryPoint], *, source: str) -> None:
+    def _load_named(
+        self,
+        name: str,
+        by_name: Mapping[str, EntryPoint],
+        by_module: Mapping[str, EntryPoint],
+        *,
+        source: str,
+    ) -> None:
         if name in self.infos:
             return
-        ep = by_name.get(name)
+        # A dotted module that is an installed plugin's entry point is that plugin
+        # (loaded once, under its entry-point name).
+        ep = by_name.get(name) or by_module.get(name)
         if ep is not None:
+            if ep.name in self.infos:
+                return
             builtin = _dist_of(ep)[0] == KERNEL_DISTRIBUTION
             self._load_entry_point(ep, builtin=builtin, source=source)
             return
@@ -234,11 +269,8 @@ class PluginManager:
             self.infos[name] = attrs.evolve(info, status="unavailable", error=str(exc))
             return
         except (Exception, SystemExit) as exc:
-            hint = (
-                ""
-                if "." in name or not isinstance(exc, ModuleNotFoundError)
-                else (" (no entry point and no module of that name)")
-            )
+            missing_itself = isinstance(exc, ModuleNotFoundError) and exc.name == name
+            hint = " (no entry point and no module of that name)" if missing_itself else ""
             self._fail(
                 PluginLoadError(name, f"{type(exc).__name__}: {exc}{hint}"),
                 attrs.evolve(info, status="error"),
@@ -256,48 +288,32 @@ class PluginManager:
         self._register(obj, name, PluginInfo(name, "loaded", module=module, source=source))
 
     def _register(self, plugin: object, name: str, info: PluginInfo) -> None:
-        try:
-            self._pm.register(plugin, name=name)
-        except ValueError as exc:  # pluggy: name or object already registered
-            self._fail(
-                PluginLoadError(
-                    name,
-                    exc,
-                    distribution=info.distribution,
-                    version=info.version,
-                    stage="registration",
-                ),
-                attrs.evolve(info, status="error"),
-                exc,
+        def failure(cause: BaseException | str) -> PluginLoadError:
+            return PluginLoadError(
+                name,
+                cause,
+                entry_point=info.entry_point,
+                distribution=info.distribution,
+                version=info.version,
+                stage="registration",
+            )
+
+        existing = self._pm.get_name(plugin) if self._pm.is_registered(plugin) else None
+        if existing is not None:
+            # The same module reached twice (e.g. `-p pkg.plugin` and its entry point).
+            self.infos[name] = attrs.evolve(
+                info, status="loaded", source=f"{info.source} (same plugin as {existing!r})"
             )
             return
-        except pluggy.PluginValidationError as exc:
-            self._fail(
-                PluginLoadError(
-                    name,
-                    exc,
-                    distribution=info.distribution,
-                    version=info.version,
-                    stage="registration",
-                ),
-                attrs.evolve(info, status="error"),
-                exc,
-            )
+        try:
+            self._pm.register(plugin, name=name)
+        except (ValueError, pluggy.PluginValidationError) as exc:
+            self._fail(failure(exc), attrs.evolve(info, status="error"), exc)
             return
         problem = self._shape_problem(plugin)
         if problem:
             self._pm.unregister(plugin)
-            self._fail(
-                PluginLoadError(
-                    name,
-                    problem,
-                    distribution=info.distribution,
-                    version=info.version,
-                    stage="registration",
-                ),
-                attrs.evolve(info, status="error"),
-                None,
-            )
+            self._fail(failure(problem), attrs.evolve(info, status="error"), None)
             return
         hooks = tuple(sorted(hc.name for hc in self._pm.get_hookcallers(plugin) or ()))
         self.infos[name] = attrs.evolve(info, hooks=hooks)

@@ -33,6 +33,7 @@ class CliState:
         self.load = [a for a in plugin_args if not a.startswith("no:")]
         self.traceback = traceback
         self._manager: Any = None
+        self._commands: dict[str, click.Command] = {}
 
     def open_kernel(self, store: str | None = None, *, plugins: Sequence[object] = ()) -> Any:
         """Open a kernel on ``store`` with the ``-p`` options of this invocation."""
@@ -43,14 +44,28 @@ class CliState:
         )
 
     def plugin_manager(self) -> Any:
-        """Plugins loaded tolerantly (errors recorded, not raised); cached per invocation."""
+        """Plugins loaded tolerantly (errors recorded, not raised); cached per invocation.
+
+        The registration hooks are called too (into registries kept only for their
+        commands), so a plugin whose registration fails is reported here exactly as
+        it would stop ``aliquot run``.
+        """
         if self._manager is None:
             from ._plugins import PluginManager
+            from ._registries import Registries
 
             manager = PluginManager()
             manager.load(block=self.block, load=self.load)
+            registries = Registries()
+            registries.fill(manager)
             self._manager = manager
+            self._commands = dict(registries.commands.items())
         return self._manager
+
+    def plugin_commands(self) -> dict[str, click.Command]:
+        """Commands registered by plugins (loading plugins tolerantly if needed)."""
+        self.plugin_manager()
+        return dict(self._commands)
 
 
 def default_store() -> str:
@@ -60,13 +75,13 @@ def default_store() -> str:
 def _state(ctx: click.Context) -> CliState:
     obj = ctx.find_root().obj
     if not isinstance(obj, CliState):
-        obj = CliState(_argv_plugin_args(), "--traceback" in sys.argv)
+        # `--help` is answered before the root callback runs: read -p from argv.
+        obj = CliState(_argv_plugin_args(sys.argv[1:]), "--traceback" in sys.argv)
         ctx.find_root().obj = obj
     return obj
 
 
-def _argv_plugin_args() -> list[str]:
-    args = sys.argv[1:]
+def _argv_plugin_args(args: Sequence[str]) -> list[str]:
     out = []
     for i, arg in enumerate(args):
         if arg == "-p" and i + 1 < len(args):
@@ -80,33 +95,7 @@ class AliquotGroup(click.Group):
     """The root group: core commands, plus commands plugins register (loaded lazily)."""
 
     def _plugin_commands(self, ctx: click.Context) -> dict[str, click.Command]:
-        cache = ctx.meta.get("aliquot.plugin_commands")
-        if cache is not None:
-            return dict(cache)
-        commands: dict[str, click.Command] = {}
-        manager = _state(ctx).plugin_manager()
-        from ._registry import Registry
-
-        registry: Registry[click.Command] = Registry("command")
-
-        def make_register(plugin: str) -> Any:
-            def register(command: click.Command, *, replace: bool = False) -> None:
-                name = getattr(command, "name", None)
-                if not isinstance(command, click.Command) or not name:
-                    raise TypeError(f"{command!r} is not a named click command")
-                if name in CORE:
-                    raise ValueError(f"command {name!r} is a core command")
-                registry.add(name, command, plugin, replace=replace)
-
-            return register
-
-        try:
-            manager.call_registration("aliquot_register_commands", make_register)
-        except Exception as exc:  # never let --help die
-            ctx.meta["aliquot.plugin_error"] = str(exc)
-        commands = dict(registry.items())
-        ctx.meta["aliquot.plugin_commands"] = commands
-        return commands
+        return _state(ctx).plugin_commands()
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         names = list(super().list_commands(ctx))
@@ -159,7 +148,14 @@ def cli(ctx: click.Context, plugin_args: tuple[str, ...], traceback: bool) -> No
     with ALIQUOT_DISABLE_PLUGIN_AUTOLOAD=1; load more with `-p NAME` or
     ALIQUOT_PLUGINS=a,b. The store defaults to ./.aliquot (ALIQUOT_STORE).
     """
-    ctx.obj = CliState(plugin_args, traceback)
+    parsed = CliState(plugin_args, traceback)
+    if isinstance(ctx.obj, CliState) and (ctx.obj.load, ctx.obj.block) == (
+        parsed.load,
+        parsed.block,
+    ):
+        ctx.obj.traceback = traceback  # keep what main() set up (and any plugins it loaded)
+    else:
+        ctx.obj = parsed
 
 
 store_option = click.option(
@@ -264,6 +260,8 @@ def run(
         click.echo(orjson.dumps(result.to_json(), option=orjson.OPT_INDENT_2).decode())
     else:
         _print_outputs(result)
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
     if result.status != "succeeded":
         for record in result.failed_nodes[:5]:
             click.echo(f"node {record.id} failed: {record.reason}", err=True)
@@ -488,8 +486,9 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
 
     args = list(sys.argv[1:] if argv is None else argv)
     show_tb = "--traceback" in args
+    state = CliState(_argv_plugin_args(args), show_tb)
     try:
-        code = cli.main(args=args, prog_name="aliquot", standalone_mode=False)
+        code = cli.main(args=args, prog_name="aliquot", standalone_mode=False, obj=state)
     except click.exceptions.Exit as exc:
         code = exc.exit_code
     except click.ClickException as exc:

@@ -50,7 +50,13 @@ def test_many_small_calls_are_batched_and_all_correct() -> None:
     leaf = make_spec(_square, outputs=["out"])
     for i in range(3000):
         graph.add(Node(f"n{i}", leaf, {"i": i}))
-    graph.add(Node("sum", make_spec(_total, outputs=["total"]), {"values": [Ref(f"n{i}", "out") for i in range(3000)]}))
+    graph.add(
+        Node(
+            "sum",
+            make_spec(_total, outputs=["total"]),
+            {"values": [Ref(f"n{i}", "out") for i in range(3000)]},
+        )
+    )
     graph.name("total", Ref("sum", "total"))
     graph.default_targets.append("total")
     with make_kernel() as kernel:
@@ -105,7 +111,9 @@ def fails_remotely() -> int:
 _failing_task = fails_remotely
 
 
-def test_tasks_from_a_script_file_run_in_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tasks_from_a_script_file_run_in_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A file loaded by path (not importable by name) is loaded by path in the workers too."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "script_tasks.py").write_text(
@@ -139,7 +147,9 @@ def test_tasks_defined_in_main_work(tmp_path: Path) -> None:
         )
     )
     env = {**os.environ, "ALIQUOT_DISABLE_PLUGIN_AUTOLOAD": "1"}
-    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120)
+    out = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok succeeded"
 
@@ -162,7 +172,9 @@ def test_an_unguarded_script_gets_a_clear_error_not_a_fork_bomb(tmp_path: Path) 
         )
     )
     env = {**os.environ, "ALIQUOT_DISABLE_PLUGIN_AUTOLOAD": "1"}
-    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120)
+    out = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("failed") == 1
     assert 'if __name__ == "__main__":' in out.stdout
@@ -173,7 +185,12 @@ def test_cancellation_kills_the_workers(tmp_path: Path) -> None:
 
     with make_kernel() as kernel:
         start = time.monotonic()
-        run = kernel.run([_sleep_and_record], inputs={"marker": str(marker)}, executor="processes:1", deadline=1.0)
+        run = kernel.run(
+            [_sleep_and_record],
+            inputs={"marker": str(marker)},
+            executor="processes:1",
+            deadline=1.0,
+        )
         elapsed = time.monotonic() - start
     assert run.status == "cancelled"
     assert elapsed < 10
@@ -209,9 +226,10 @@ def test_prints_in_tasks_reach_the_terminal(tmp_path: Path) -> None:
         "    return 1\n"
     )
     env = {**os.environ, "ALIQUOT_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    command = [sys.executable, "-m", "aliquot.cli", "run", str(script), "-e", "processes:1", "-q"]
+    command += ["--store", "memory://"]
     out = subprocess.run(
-        [sys.executable, "-m", "aliquot.cli", "run", str(script), "-e", "processes:1", "-q", "--store", "memory://"],
-        capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path,
-    )  # fmt: skip
+        command, capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path
+    )
     assert out.returncode == 0, out.stderr
     assert "hello from a worker" in out.stdout

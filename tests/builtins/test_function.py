@@ -125,7 +125,9 @@ def test_several_outputs_are_unpacked_by_position(value: object) -> None:
         ({"left": 1, "right": 2}, "returned a single dict"),
     ],
 )
-def test_output_count_mismatch_fails_the_node_naming_task_and_counts(value: object, message: str) -> None:
+def test_output_count_mismatch_fails_the_node_naming_task_and_counts(
+    value: object, message: str
+) -> None:
     @aliquot.task(outputs=["left", "right"])
     def pair() -> object:
         return value
@@ -289,8 +291,8 @@ def test_fingerprint_ignores_comments_docstrings_and_layout_but_not_code(tmp_pat
 
 def test_fingerprint_without_source_uses_the_bytecode() -> None:
     namespace: dict[str, object] = {}
-    exec("def f(x):\n    return x + 1\n", namespace)  # noqa: S102 - no source on purpose
+    exec("def f(x):\n    return x + 1\n", namespace)
     first = aliquot.code_fingerprint(namespace["f"])  # type: ignore[arg-type]
-    exec("def f(x):\n    return x + 2\n", namespace)  # noqa: S102
+    exec("def f(x):\n    return x + 2\n", namespace)
     second = aliquot.code_fingerprint(namespace["f"])  # type: ignore[arg-type]
     assert first != second

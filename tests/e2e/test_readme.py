@@ -15,7 +15,12 @@ ENV = {**os.environ, "ALIQUOT_DISABLE_PLUGIN_AUTOLOAD": "1"}
 
 def _aliquot(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "aliquot.cli", *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "aliquot.cli", *args],
+        cwd=cwd,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -30,7 +35,14 @@ def test_readme_example_runs_as_printed(tmp_path: Path) -> None:
     code = block.group(1)
     assert len(code.strip().splitlines()) <= 22, "the README example should stay about twenty lines"
     (tmp_path / "example.py").write_text(code)
-    out = subprocess.run([sys.executable, "example.py"], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "example.py"],
+        cwd=tmp_path,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["succeeded 49.5 99", "49.5"]
 
@@ -48,14 +60,21 @@ def test_quickstart_runs_and_leaves_the_run_in_the_store(tmp_path: Path) -> None
     assert shown.returncode == 0
     for node in ("make_data", "split", "fit", "evaluate", "report"):
         assert node in shown.stdout
-    targeted = _aliquot("run", str(example), "--input", "n=400", "--target", "metrics", "-q", cwd=tmp_path)
+    targeted = _aliquot(
+        "run", str(example), "--input", "n=400", "--target", "metrics", "-q", cwd=tmp_path
+    )
     assert targeted.returncode == 0
     assert targeted.stdout.startswith("metrics = {'rmse'")
 
 
 def test_quickstart_runs_as_a_script(tmp_path: Path) -> None:
     out = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "quickstart.py")], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300
+        [sys.executable, str(ROOT / "examples" / "quickstart.py")],
+        cwd=tmp_path,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("y = 2.5")

@@ -61,8 +61,16 @@ def test_help_lists_the_core_commands() -> None:
 
 @pytest.mark.parametrize(
     "args",
-    [("run",), ("runs",), ("show",), ("plugins",), ("store",), ("store", "verify"),
-     ("store", "gc"), ("store", "stats")],  # fmt: skip
+    [
+        ("run",),
+        ("runs",),
+        ("show",),
+        ("plugins",),
+        ("store",),
+        ("store", "verify"),
+        ("store", "gc"),
+        ("store", "stats"),
+    ],
 )
 def test_every_command_has_help(args: tuple[str, ...]) -> None:
     result = run_cli(*args, "--help")
@@ -85,7 +93,9 @@ def test_run_a_bare_file_runs_every_task_and_stores_the_run(project: Path) -> No
 
 
 def test_run_file_object_with_inputs_and_targets(project: Path) -> None:
-    result = run_cli("run", "tasks.py:pipeline", "--input", "n=4", "-i", "offset=100", "--target", "total", "-q")
+    result = run_cli(
+        "run", "tasks.py:pipeline", "--input", "n=4", "-i", "offset=100", "--target", "total", "-q"
+    )
     assert result.exit_code == 0, result
     assert result.stdout.strip() == "total = 106"
     assert result.stderr == ""  # --quiet
@@ -95,7 +105,14 @@ def test_input_values_parse_as_json_or_else_as_strings(project: Path) -> None:
     (project / "echo.py").write_text(
         "import aliquot\n@aliquot.task(outputs=['echo'])\ndef echo(v):\n    return repr(v)\n"
     )
-    cases = {'[1, 2]': "[1, 2]", "3.5": "3.5", "true": "True", "hello": "'hello'", '"7"': "'7'", "": "''"}
+    cases = {
+        "[1, 2]": "[1, 2]",
+        "3.5": "3.5",
+        "true": "True",
+        "hello": "'hello'",
+        '"7"': "'7'",
+        "": "''",
+    }
     for raw, expected in cases.items():
         result = run_cli("run", "echo.py", "-i", f"v={raw}", "-q")
         assert result.exit_code == 0, result
@@ -143,7 +160,9 @@ def test_a_syntax_error_in_the_target_names_file_and_line(project: Path) -> None
     (project / "broken.py").write_text("x = (\n")
     result = run_cli("run", "broken.py")
     assert result.exit_code == 2
-    assert "broken.py:1: syntax error" in result.stderr or "broken.py:2: syntax error" in result.stderr
+    assert (
+        "broken.py:1: syntax error" in result.stderr or "broken.py:2: syntax error" in result.stderr
+    )
 
 
 def test_graph_errors_are_user_errors(project: Path) -> None:
@@ -179,7 +198,9 @@ def test_show_json_validates_against_the_run_schema(project: Path) -> None:
         jsonschema.validate(doc, schema)
     runs = json.loads(run_cli("runs", "--json").stdout)
     for header in runs:
-        jsonschema.validate(header, {**schema, "required": [r for r in schema["required"] if r != "nodes"]})
+        jsonschema.validate(
+            header, {**schema, "required": [r for r in schema["required"] if r != "nodes"]}
+        )
 
 
 def test_run_json_output(project: Path) -> None:
@@ -241,7 +262,10 @@ def test_store_verify_stats_and_gc(project: Path) -> None:
 
 def test_store_verify_fails_on_damage(project: Path) -> None:
     run_cli("run", "tasks.py", "-q")
-    big = "import aliquot\n@aliquot.task(outputs=['blob'])\ndef blob():\n    return b'x' * (2 << 20)\n"
+    big = (
+        "import aliquot\n@aliquot.task(outputs=['blob'])\n"
+        "def blob():\n    return b'x' * (2 << 20)\n"
+    )
     (project / "big.py").write_text(big)
     assert run_cli("run", "big.py", "-q").exit_code == 0
     blobs = list((project / ".aliquot" / "blobs").glob("*/*"))
@@ -266,7 +290,10 @@ def test_plugins_table_and_json() -> None:
 
 
 def test_blocking_a_builtin_from_the_cli(project: Path) -> None:
-    infos = {p["name"]: p for p in json.loads(run_cli("-p", "no:executor_threads", "plugins", "--json").stdout)}
+    infos = {
+        p["name"]: p
+        for p in json.loads(run_cli("-p", "no:executor_threads", "plugins", "--json").stdout)
+    }
     assert infos["executor_threads"]["status"] == "blocked"
     result = run_cli("-p", "no:executor_threads", "run", "tasks.py", "-e", "threads")
     assert result.exit_code == 2
@@ -298,5 +325,5 @@ def test_progress_reporter_on_a_terminal() -> None:
 
 def _quick_tasks() -> list:
     namespace: dict = {}
-    exec(textwrap.dedent(TASKS), namespace)  # noqa: S102
+    exec(textwrap.dedent(TASKS), namespace)
     return [namespace["load"], namespace["total"]]

@@ -42,7 +42,9 @@ def test_memory_store_keeps_nothing_between_kernels() -> None:
 
 
 def test_unknown_store_scheme_is_refused_with_known_names() -> None:
-    with pytest.raises(aliquot.UnknownNameError, match=r"unknown store 'nosuch' \(known: lmdb, memory\)"):
+    with pytest.raises(
+        aliquot.UnknownNameError, match=r"unknown store 'nosuch' \(known: lmdb, memory\)"
+    ):
         aliquot.Kernel.open("nosuch://somewhere")
 
 
@@ -66,7 +68,9 @@ def test_blocked_executor_plugin_is_named_in_the_error() -> None:
 def test_blocked_task_type_plugin_names_the_plugin() -> None:
     """A blocked builtin: declarations import, running them names the plugin."""
     with make_kernel(block=["function"]) as kernel:
-        with pytest.raises(aliquot.PluginNotActiveError, match="task type 'function'.*function \\(blocked"):
+        with pytest.raises(
+            aliquot.PluginNotActiveError, match=r"task type 'function'.*function \(blocked"
+        ):
             kernel.run([value])
 
 
@@ -212,7 +216,8 @@ def test_reopening_a_store_in_a_notebook_style_loop_works(store_path: Path) -> N
 
 
 def test_facade_is_lazy_and_curated() -> None:
-    code = "import sys, aliquot; print(sorted(m for m in sys.modules if m.startswith(('trio', 'aliquot_builtins', 'pluggy', 'lmdb'))))"
+    heavy = ("trio", "aliquot_builtins", "pluggy", "lmdb")
+    code = f"import sys, aliquot; print(sorted(m for m in sys.modules if m.startswith({heavy})))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
     assert "Kernel" in aliquot.__all__ and "task" in aliquot.__all__

@@ -21,7 +21,7 @@ def _independent(n: int, fn: Any, prefix: str = "t") -> list[Any]:
     tasks = []
     for i in range(n):
         namespace: dict[str, Any] = {"fn": fn}
-        exec(f"def {prefix}{i}():\n    return fn({i})\n", namespace)  # noqa: S102
+        exec(f"def {prefix}{i}():\n    return fn({i})\n", namespace)
         tasks.append(aliquot.task(outputs=[f"{prefix}{i}_out"])(namespace[f"{prefix}{i}"]))
     return tasks
 
@@ -369,7 +369,10 @@ def test_arun_under_a_host_cancel_scope_stores_the_run_cancelled() -> None:
 
 def test_kernel_run_inside_trio_is_refused() -> None:
     async def main() -> None:
-        with make_kernel() as kernel, pytest.raises(aliquot.AliquotError, match="await kernel.arun"):
+        with (
+            make_kernel() as kernel,
+            pytest.raises(aliquot.AliquotError, match=r"await kernel\.arun"),
+        ):
             kernel.run([base])
 
     trio.run(main)
@@ -390,7 +393,13 @@ def test_large_fan_out_completes() -> None:
     leaf = make_spec(ident, outputs=["out"])
     for i in range(2000):
         graph.add(Node(f"n{i}", leaf, {"i": i}))
-    graph.add(Node("sum", make_spec(total, outputs=["total"]), {"values": [Ref(f"n{i}", "out") for i in range(2000)]}))
+    graph.add(
+        Node(
+            "sum",
+            make_spec(total, outputs=["total"]),
+            {"values": [Ref(f"n{i}", "out") for i in range(2000)]},
+        )
+    )
     graph.name("total", Ref("sum", "total"))
     graph.default_targets.append("total")
     with make_kernel() as kernel:

@@ -48,7 +48,11 @@ def test_kernel_never_imports_builtins(path: Path) -> None:
         tree = ast.parse(path.read_text())
         for node in tree.body:
             if isinstance(node, (ast.Import, ast.ImportFrom)):
-                names = [node.module] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+                names = (
+                    [node.module]
+                    if isinstance(node, ast.ImportFrom)
+                    else [a.name for a in node.names]
+                )
                 assert not any((n or "").startswith("aliquot_builtins") for n in names), (
                     "the facade imports aliquot_builtins eagerly"
                 )
@@ -71,6 +75,7 @@ LAYERS = {
     "_registry": 2,
     "_runs": 2,
     "_plugins": 3,
+    "_registries": 3,
     "_scheduler": 4,
     "_kernel": 5,
     "_loader": 5,
@@ -92,15 +97,19 @@ def test_layers_import_only_downwards(name: str) -> None:
             target = node.module.split(".")[0]
             if target in LAYERS and not _type_checking_only(tree, node):
                 assert LAYERS[target] <= level, (
-                    f"aliquot.{name} (layer {level}) imports aliquot.{target} (layer {LAYERS[target]})"
+                    f"aliquot.{name} (layer {level}) imports "
+                    f"aliquot.{target} (layer {LAYERS[target]})"
                 )
 
 
 def _type_checking_only(tree: ast.Module, target: ast.AST) -> bool:
     for node in ast.walk(tree):
-        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
-            if any(target is child for child in ast.walk(node)):
-                return True
+        if (
+            isinstance(node, ast.If)
+            and isinstance(node.test, ast.Name)
+            and node.test.id == "TYPE_CHECKING"
+        ) and any(target is child for child in ast.walk(node)):
+            return True
     return False
 
 
@@ -112,5 +121,7 @@ def test_every_kernel_module_has_a_layer() -> None:
 @pytest.mark.parametrize("path", sorted(BUILTINS.rglob("*.py")), ids=lambda p: p.name)
 def test_builtins_use_only_the_public_api(path: Path) -> None:
     """Builtins are plugins like any other: no private kernel modules."""
-    private = {m for m in imports_of(path) if m.startswith("aliquot.") and m.split(".")[1].startswith("_")}
+    private = {
+        m for m in imports_of(path) if m.startswith("aliquot.") and m.split(".")[1].startswith("_")
+    }
     assert not private, f"{path.name} imports private kernel modules {private}"

@@ -1,0 +1,125 @@
+"""Filling the registries from the registration hooks (shared by the kernel and the CLI).
+
+The CLI fills them too -- into registries it then throws away -- so that a
+plugin whose registration fails shows up as broken in ``aliquot plugins`` and
+``--help`` exactly as it would stop ``aliquot run``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Final
+
+import attrs
+
+from ._errors import RegistrationError
+from ._plugins import PluginManager
+from ._registry import Registry
+
+if TYPE_CHECKING:
+    import click
+
+    from ._kernel import Kernel
+    from .abc import ExecutorFactory, Middleware, Serializer, StoreFactory, TaskType
+
+_NAME: Final = re.compile(r"^[A-Za-z0-9_.:-]{1,80}$")
+#: kind -> (hook, label, attributes a registered object needs)
+KINDS: Final = {
+    "serializers": (
+        "aliquot_register_serializers",
+        "serializer",
+        ("name", "version", "dumps", "loads"),
+    ),
+    "stores": ("aliquot_register_stores", "store", ("name", "open")),
+    "executors": ("aliquot_register_executors", "executor", ("name",)),
+    "task_types": ("aliquot_register_task_types", "task type", ("name", "bind", "unpack")),
+    "middleware": ("aliquot_register_middleware", "middleware", ("name", "order")),
+    "commands": ("aliquot_register_commands", "command", ("name",)),
+}
+#: Commands the CLI defines itself; a plugin may not register these names.
+CORE_COMMANDS: Final = frozenset({"run", "runs", "show", "plugins", "store"})
+
+
+class Registries:
+    """Every registry a kernel has, filled from one plugin manager."""
+
+    def __init__(self, hint: Callable[[str], str] | None = None) -> None:
+        self.serializers: Registry[Serializer] = Registry("serializer", hint=hint)
+        self.stores: Registry[StoreFactory] = Registry("store", hint=hint)
+        self.executors: Registry[ExecutorFactory] = Registry("executor", hint=hint)
+        self.task_types: Registry[TaskType] = Registry("task type", hint=hint)
+        self.middleware: Registry[Middleware] = Registry("middleware", hint=hint)
+        self.commands: Registry[click.Command] = Registry("command", hint=hint)
+        self.value_roots: Registry[Callable[[Kernel], Iterable[str]]] = Registry(
+            "value root", hint=hint
+        )
+
+    def fill(self, manager: PluginManager) -> None:
+        """Call every registration hook; failures become load errors of their plugins."""
+        for kind, (hook, label, needs) in KINDS.items():
+            registry: Registry[Any] = getattr(self, kind)
+            manager.call_registration(hook, _registrar(registry, kind, label, needs))
+        manager.call_registration("aliquot_register_value_roots", self._root_registrar)
+        self._note_replacements(manager)
+
+    def _root_registrar(self, plugin: str) -> Callable[..., None]:
+        def register(
+            name: str, provider: Callable[[Kernel], Iterable[str]], *, replace: bool = False
+        ) -> None:
+            if not callable(provider):
+                raise RegistrationError(
+                    f"plugin {plugin!r} registered value root {name!r} that is not callable"
+                )
+            self.value_roots.add(name, provider, plugin, replace=replace)
+
+        return register
+
+    def _note_replacements(self, manager: PluginManager) -> None:
+        """Record every ``replace=True`` override on the replacing plugin's info."""
+        for kind in (*KINDS, "value_roots"):
+            registry: Registry[Any] = getattr(self, kind)
+            for entry in registry.entries():
+                info = manager.infos.get(entry.plugin)
+                if entry.replaced is None or info is None:
+                    continue
+                note = (registry.kind, entry.name, entry.replaced)
+                if note not in info.replaces:
+                    manager.infos[entry.plugin] = attrs.evolve(
+                        info, replaces=(*info.replaces, note)
+                    )
+
+
+def _registrar(
+    registry: Registry[Any], kind: str, label: str, needs: tuple[str, ...]
+) -> Callable[[str], Callable[..., None]]:
+    def make_register(plugin: str) -> Callable[..., None]:
+        def register(obj: Any, *, replace: bool = False) -> None:
+            missing = [attr for attr in needs if not hasattr(obj, attr)]
+            if missing:
+                raise RegistrationError(
+                    f"plugin {plugin!r} registered {obj!r} as a {label}, but it has no "
+                    f"{', '.join(missing)} (see aliquot.abc)"
+                )
+            name = obj.name
+            if kind == "commands":
+                import click
+
+                if not isinstance(obj, click.Command):
+                    raise RegistrationError(
+                        f"plugin {plugin!r} registered {obj!r} as a command; it must be a "
+                        "click.Command"
+                    )
+                if name in CORE_COMMANDS:
+                    raise RegistrationError(
+                        f"plugin {plugin!r} registered command {name!r}, which is a core command"
+                    )
+            elif not isinstance(name, str) or not _NAME.match(name):
+                raise RegistrationError(
+                    f"plugin {plugin!r} registered a {label} with an invalid name {name!r}"
+                )
+            registry.add(name, obj, plugin, replace=replace)
+
+        return register
+
+    return make_register
