@@ -61,17 +61,23 @@ QUARANTINE: Final = b"_quarantine"
 _DELETE: Final = None
 
 
-def _record(payload: bytes) -> bytes:
-    return MAGIC + b"k" + _REC.pack(len(payload), zlib.crc32(payload)) + payload
+def _record_crc(dbname: bytes, key: bytes, payload: bytes) -> int:
+    # The CRC covers where the record lives too: a damaged key must not serve a
+    # valid-looking record under a key that was never written.
+    return zlib.crc32(payload, zlib.crc32(key, zlib.crc32(dbname + b"\0")))
 
 
-def _open_record(raw: bytes) -> bytes | None:
+def _record(dbname: bytes, key: bytes, payload: bytes) -> bytes:
+    return MAGIC + b"k" + _REC.pack(len(payload), _record_crc(dbname, key, payload)) + payload
+
+
+def _open_record(dbname: bytes, key: bytes, raw: bytes) -> bytes | None:
     """The payload of a record, or None if its header or CRC is wrong."""
     if len(raw) < 4 + _REC.size or raw[:3] != MAGIC or raw[3:4] != b"k":
         return None
     length, crc = _REC.unpack_from(raw, 4)
     payload = raw[4 + _REC.size :]
-    if len(payload) != length or zlib.crc32(payload) != crc:
+    if len(payload) != length or _record_crc(dbname, key, payload) != crc:
         return None
     return payload
 
@@ -84,6 +90,20 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _file_matches(path: Path, size: int, crc: int) -> bool:
+    """Whether ``path`` holds ``size`` bytes with CRC-32 ``crc`` (a missing file does not)."""
+    try:
+        with open(path, "rb") as fh:
+            if os.fstat(fh.fileno()).st_size != size:
+                return False
+            if size == 0:
+                return crc == 0
+            with mmap.mmap(fh.fileno(), size, access=mmap.ACCESS_READ) as mapped:
+                return zlib.crc32(mapped) == crc
+    except OSError:
+        return False
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -94,27 +114,76 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+class _SharedExclusive:
+    """A lock many holders share, or one holds alone (value writers versus gc)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._shared = 0
+        self._exclusive = False
+
+    @contextlib.contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._cond:
+            while self._exclusive:
+                self._cond.wait()
+            self._shared += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._shared -= 1
+                self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._cond:
+            while self._exclusive or self._shared:
+                self._cond.wait()
+            self._exclusive = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._exclusive = False
+                self._cond.notify_all()
+
+
+class _Env:
+    def __init__(self, env: Any) -> None:
+        self.env = env
+        self.handles = 1
+        self.pid = os.getpid()
+        self.values = _SharedExclusive()
+
+
 class _SharedEnv:
     """One LMDB environment per directory per process.
 
     LMDB refuses to open the same environment twice in one process (its
     locks belong to the process), so handles to the same store share one,
     reference-counted. This mirrors a constraint of the operating system; it
-    is not a registry that importing anything changes.
+    is not a registry that importing anything changes. A forked child does not
+    inherit it: the parent's environment must not be used there, so the child
+    closes its copy and opens its own.
     """
 
     lock = threading.Lock()
-    envs: ClassVar[dict[tuple[int, int], tuple[Any, int, int]]] = {}
+    envs: ClassVar[dict[tuple[int, int], _Env]] = {}
 
     @classmethod
-    def acquire(cls, path: Path) -> tuple[Any, tuple[int, int]]:
+    def acquire(cls, path: Path) -> tuple[_Env, tuple[int, int]]:
         st = path.stat()
         key = (st.st_dev, st.st_ino)
         with cls.lock:
             entry = cls.envs.get(key)
-            if entry is not None and entry[2] == os.getpid():
-                cls.envs[key] = (entry[0], entry[1] + 1, entry[2])
-                return entry[0], key
+            if entry is not None and entry.pid == os.getpid():
+                entry.handles += 1
+                return entry, key
+            if entry is not None:  # inherited from the parent across fork()
+                del cls.envs[key]
+                with contextlib.suppress(Exception):
+                    entry.env.close()
             env = lmdb.open(
                 str(path),
                 subdir=True,
@@ -127,22 +196,21 @@ class _SharedEnv:
                 lock=True,
                 max_spare_txns=4,
             )
-            cls.envs[key] = (env, 1, os.getpid())
-            return env, key
+            entry = _Env(env)
+            cls.envs[key] = entry
+            return entry, key
 
     @classmethod
     def release(cls, key: tuple[int, int]) -> None:
         with cls.lock:
             entry = cls.envs.get(key)
-            if entry is None:
+            if entry is None or entry.pid != os.getpid():
                 return
-            env, count, pid = entry
-            if count > 1:
-                cls.envs[key] = (env, count - 1, pid)
+            entry.handles -= 1
+            if entry.handles > 0:
                 return
             del cls.envs[key]
-        if pid == os.getpid():
-            env.close()
+        entry.env.close()
 
 
 class LmdbStore:
@@ -165,11 +233,15 @@ class LmdbStore:
         self._lockfile: int | None = None
         self.quarantined = 0
         self._prepare_dirs()
-        self._env, self._env_key = _SharedEnv.acquire(self.root / "index")
         try:
+            self._shared, self._env_key = _SharedEnv.acquire(self.root / "index")
+            self._env = self._shared.env
             self._env.reader_check()  # clear slots left by killed readers
             self.store_id = self._init_meta()
             self._sweep_tmp()
+        except lmdb.Error as exc:
+            self._release()
+            raise StoreError(f"cannot open the store at {self.root}: {exc}") from exc
         except BaseException:
             self._release()
             raise
@@ -187,8 +259,16 @@ class LmdbStore:
         if self.root.exists() and not self.root.is_dir():
             raise StoreError(f"store path {self.root} exists and is not a directory")
         try:
+            created = not (self.root / "blobs").exists()
             for sub in ("index", "blobs", "tmp", "quarantine"):
                 (self.root / sub).mkdir(parents=True, exist_ok=True)
+            if created:
+                # Every blob directory exists (and is durable) from the start, so no
+                # write ever depends on a directory entry that was never fsynced.
+                for i in range(256):
+                    (self.root / "blobs" / f"{i:02x}").mkdir(exist_ok=True)
+                _fsync_dir(self.root / "blobs")
+                _fsync_dir(self.root)
         except OSError as exc:
             raise StoreError(f"cannot create the store at {self.root}: {exc}") from exc
         fd = os.open(self.root / "writers.lock", os.O_RDWR | os.O_CREAT, 0o644)
@@ -197,17 +277,24 @@ class LmdbStore:
 
     def _init_meta(self) -> str:
         def work(txn: Any) -> str:
+            names = {bytes(k) for k, _ in txn.cursor()}  # the main database lists named ones
+            foreign = names - {META} and not any(n == VALUES or n.startswith(b"s:") for n in names)
             meta = self._db(META, txn)
             fmt = txn.get(b"format", db=meta)
             if fmt is None:
-                if any(True for _ in txn.cursor(db=meta)):
+                if foreign or any(True for _ in txn.cursor(db=meta)):
                     raise StoreError(f"{self.root} holds an LMDB database aliquot did not create")
                 txn.put(b"format", str(FORMAT_VERSION).encode(), db=meta)
                 store_id = uuid.uuid4().hex
                 txn.put(b"store_id", store_id.encode(), db=meta)
                 txn.put(b"created", str(time.time()).encode(), db=meta)
                 return store_id
-            version = int(fmt)
+            try:
+                version = int(fmt)
+            except ValueError:
+                raise StoreError(
+                    f"the store at {self.root} has an unreadable format marker {bytes(fmt)!r}"
+                ) from None
             if version > FORMAT_VERSION:
                 raise StoreError(
                     f"the store at {self.root} has format {version}; this aliquot reads format "
@@ -320,7 +407,8 @@ class LmdbStore:
     def _quarantine_record(self, dbname: bytes, key: bytes, raw: bytes, reason: str) -> None:
         self.quarantined += 1
         qkey = hashlib.sha256(dbname + b"\0" + key).digest()
-        self._stage(QUARANTINE, qkey, _record(b"%s\0%s\0%s" % (dbname, reason.encode(), raw)))
+        note = b"%s\0%s\0%s" % (dbname, reason.encode(), raw)
+        self._stage(QUARANTINE, qkey, _record(QUARANTINE, qkey, note))
         self._stage(dbname, key, _DELETE)
 
     # ------------------------------------------------------------- key/value
@@ -333,7 +421,7 @@ class LmdbStore:
         raw = self._read_raw(dbname, key)
         if raw is None:
             return None
-        payload = _open_record(raw)
+        payload = _open_record(dbname, key, raw)
         if payload is None:
             self._quarantine_record(dbname, key, raw, "record header or CRC mismatch")
         return payload
@@ -342,7 +430,8 @@ class LmdbStore:
         self._check()
         check_space(space)
         check_key(key)
-        self._stage(b"s:" + space.encode(), key, _record(bytes(value)))
+        dbname = b"s:" + space.encode()
+        self._stage(dbname, key, _record(dbname, key, bytes(value)))
 
     def delete(self, space: str, key: bytes) -> None:
         self._check()
@@ -355,6 +444,8 @@ class LmdbStore:
     ) -> Iterator[tuple[bytes, bytes]]:
         self._check()
         check_space(space)
+        if not isinstance(prefix, bytes):
+            raise StoreError(f"scan prefixes are bytes, not {type(prefix).__name__}")
         dbname = b"s:" + space.encode()
         merged: dict[bytes, bytes | None] = {}
         if dbname in self._dbs or self._db_exists(dbname):
@@ -377,7 +468,7 @@ class LmdbStore:
         for key in keys:
             raw = merged[key]
             assert raw is not None
-            payload = _open_record(raw)
+            payload = _open_record(dbname, key, raw)
             if payload is None:
                 self._quarantine_record(dbname, key, raw, "record header or CRC mismatch")
                 continue
@@ -407,14 +498,17 @@ class LmdbStore:
         parts = [data] if isinstance(data, (bytes, bytearray, memoryview)) else list(data)
         views = [memoryview(p) for p in parts]
         size = sum(v.nbytes for v in views)
-        if size < self.blob_threshold:
-            blob = b"".join(views)
-            digest = hashlib.sha256(blob).hexdigest()
-            key = bytes.fromhex(digest)
-            if self._read_raw(VALUES, key) is None:
-                self._stage(VALUES, key, MAGIC + b"i" + _INL.pack(size) + blob)
-            return digest, size
-        return self._put_blob(views, size)
+        with self._shared.values.shared():
+            if size < self.blob_threshold:
+                blob = b"".join(views)
+                digest = hashlib.sha256(blob).hexdigest()
+                key = bytes.fromhex(digest)
+                entry = MAGIC + b"i" + _INL.pack(size) + blob
+                # Rewrite unless the stored entry is byte-identical: a damaged copy is repaired.
+                if self._read_raw(VALUES, key) != entry:
+                    self._stage(VALUES, key, entry)
+                return digest, size
+            return self._put_blob(views, size)
 
     def _put_blob(self, views: list[memoryview], size: int) -> tuple[str, int]:
         tmp = self.root / "tmp" / f"{os.getpid()}-{uuid.uuid4().hex}"
@@ -447,18 +541,11 @@ class LmdbStore:
         hasher.join()
         digest = sha.hexdigest()
         final = self._blob_path(digest)
-        try:
-            existing = final.stat()
-        except FileNotFoundError:
-            existing = None
-        if existing is not None and existing.st_size == size:
-            tmp.unlink()
+        if _file_matches(final, size, crc):
+            tmp.unlink()  # the same bytes are already there, intact
         else:
             try:
-                created = not final.parent.exists()
-                final.parent.mkdir(exist_ok=True)
-                if created:
-                    _fsync_dir(final.parent.parent)
+                final.parent.mkdir(exist_ok=True)  # normally made with the store
                 os.replace(tmp, final)
                 _fsync_dir(final.parent)
             except OSError as exc:
@@ -606,7 +693,7 @@ class LmdbStore:
                     continue
                 else:
                     checked["records"] += 1
-                    if _open_record(raw) is None:
+                    if _open_record(name, key, raw) is None:
                         problems.append(
                             f"record {name.decode()}/{key.hex()}: header or CRC mismatch"
                         )
@@ -620,7 +707,7 @@ class LmdbStore:
             "problems": problems,
             "checked": checked,
             "orphan_blobs": len(orphans),
-            "quarantined": len(list((self.root / "quarantine").iterdir())),
+            "quarantined": self._quarantined(),
         }
 
     def _verify_value(self, digest: str, raw: bytes) -> str | None:
@@ -649,25 +736,35 @@ class LmdbStore:
             return None
         return f"unknown value kind {kind!r}"
 
-    def _exclusive(self) -> bool:
+    def _try_exclusive(self) -> bool:
+        """Try to make this handle the only one with the store open (across processes).
+
+        Linux converts a flock by dropping the old lock first, so a failed
+        upgrade leaves this handle unlocked: it takes its shared lock back
+        before saying no.
+        """
         assert self._lockfile is not None
         try:
             fcntl.flock(self._lockfile, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                return False
-            raise
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise
+            fcntl.flock(self._lockfile, fcntl.LOCK_SH)
+            return False
         return True
 
     def gc(self, live_values: set[str] | None = None) -> dict[str, Any]:
         """Remove debris; with ``live_values``, also values not in it.
 
-        Orphan blobs and unreferenced values are only removed when no other
-        process has the store open (a writer's blob may be renamed into place
-        but not yet indexed): otherwise that part is skipped and reported.
+        Always: temp files of dead processes and quarantined entries. Orphan
+        blobs (written but never indexed) and unreferenced values only when
+        this is the only handle with the store open -- no other process (the
+        exclusive ``writers.lock``) and no other handle in this process --
+        because another writer may have renamed a blob into place and not yet
+        committed its index; otherwise that part is skipped and reported.
+        ``put_value`` calls of this process wait while gc runs.
         """
         self._check()
-        self.commit()
         report: dict[str, Any] = {
             "tmp_removed": 0,
             "orphan_blobs_removed": 0,
@@ -676,62 +773,87 @@ class LmdbStore:
             "bytes_freed": 0,
             "skipped": [],
         }
-        for entry in (self.root / "tmp").iterdir():
-            pid_text = entry.name.partition("-")[0]
-            if pid_text.isdigit() and (
-                int(pid_text) == os.getpid() or not _pid_alive(int(pid_text))
-            ):
+        with self._shared.values.exclusive():
+            self.commit()
+            for entry in (self.root / "tmp").iterdir():
+                pid_text = entry.name.partition("-")[0]
+                if pid_text.isdigit() and not _pid_alive(int(pid_text)):
+                    report["bytes_freed"] += entry.stat().st_size
+                    entry.unlink()
+                    report["tmp_removed"] += 1
+            for entry in (self.root / "quarantine").iterdir():
                 report["bytes_freed"] += entry.stat().st_size
                 entry.unlink()
-                report["tmp_removed"] += 1
-        for entry in (self.root / "quarantine").iterdir():
-            report["bytes_freed"] += entry.stat().st_size
-            entry.unlink()
-            report["quarantine_cleared"] += 1
-        if self._db_exists(QUARANTINE):
-            quarantine_db = self._db(QUARANTINE)
-            self._write(lambda txn: txn.drop(quarantine_db, delete=False))
-
-        exclusive = self._exclusive()
-        try:
-            if not exclusive:
+                report["quarantine_cleared"] += 1
+            if self._db_exists(QUARANTINE):
+                quarantine_db = self._db(QUARANTINE)
+                self._write(lambda txn: txn.drop(quarantine_db, delete=False))
+            if self._shared.handles > 1:
+                report["skipped"].append(
+                    "orphan blobs and unreferenced values: another handle in this process has "
+                    "the store open"
+                )
+                return report
+            if not self._try_exclusive():
                 report["skipped"].append(
                     "orphan blobs and unreferenced values: another process has the store open"
                 )
                 return report
-            values_db = self._db(VALUES)
-            with self._begin(write=False) as txn:
-                index = {bytes(k).hex(): bytes(v)[3:4] for k, v in txn.cursor(db=values_db)}
-            for path in list((self.root / "blobs").glob("*/*")):
-                if index.get(path.name) != b"x":
-                    report["bytes_freed"] += path.stat().st_size
-                    path.unlink()
-                    report["orphan_blobs_removed"] += 1
-            if live_values is not None:
-                dead = [d for d in index if d not in live_values]
-                values_db = self._db(VALUES)
-
-                def work(txn: Any) -> None:
-                    db = values_db
-                    for digest in dead:
-                        raw = txn.get(bytes.fromhex(digest), db=db)
-                        if raw is not None:
-                            report["bytes_freed"] += len(raw)
-                        txn.delete(bytes.fromhex(digest), db=db)
-
-                self._write(work)
-                for digest in dead:
-                    if index[digest] == b"x":
-                        path = self._blob_path(digest)
-                        with contextlib.suppress(FileNotFoundError):
-                            report["bytes_freed"] += path.stat().st_size
-                            path.unlink()
-                report["values_removed"] = len(dead)
-            return report
-        finally:
-            if exclusive:
+            try:
+                self._collect(live_values, report)
+            finally:
                 assert self._lockfile is not None
                 fcntl.flock(self._lockfile, fcntl.LOCK_SH)
+        return report
+
+    def _collect(self, live_values: set[str] | None, report: dict[str, Any]) -> None:
+        values_db = self._db(VALUES)
+        with self._begin(write=False) as txn:
+            index = {bytes(k).hex(): bytes(v)[3:4] for k, v in txn.cursor(db=values_db)}
+        for path in list((self.root / "blobs").glob("*/*")):
+            if index.get(path.name) != b"x":
+                report["bytes_freed"] += path.stat().st_size
+                path.unlink()
+                report["orphan_blobs_removed"] += 1
+        if live_values is None:
+            return
+        dead = [d for d in index if d not in live_values]
+
+        def work(txn: Any) -> None:
+            for digest in dead:
+                raw = txn.get(bytes.fromhex(digest), db=values_db)
+                if raw is not None:
+                    report["bytes_freed"] += len(raw)
+                txn.delete(bytes.fromhex(digest), db=values_db)
+
+        self._write(work)
+        for digest in dead:
+            if index[digest] == b"x":
+                path = self._blob_path(digest)
+                with contextlib.suppress(FileNotFoundError):
+                    report["bytes_freed"] += path.stat().st_size
+                    path.unlink()
+        report["values_removed"] = len(dead)
+
+    def _quarantined(self) -> int:
+        """Quarantined entries: damaged records and values, and damaged blob files."""
+        files = sum(1 for _ in (self.root / "quarantine").iterdir())
+        if not self._db_exists(QUARANTINE):
+            return files
+        db = self._db(QUARANTINE)
+        with self._begin(write=False) as txn:
+            records = int(txn.stat(db)["entries"])
+        return (
+            files
+            + records
+            + sum(1 for (dbname, _), raw in self._staged.items() if dbname == QUARANTINE and raw)
+        )
+
+    def _live_readers(self) -> int:
+        """Processes holding reader slots (slots of dead processes are cleared first)."""
+        self._env.reader_check()
+        lines = self._env.readers().splitlines()[1:]  # header: pid thread txnid
+        return len({line.split()[0] for line in lines if line.split()})
 
     def stats(self) -> dict[str, Any]:
         self._check()
@@ -739,9 +861,8 @@ class LmdbStore:
         with self._begin(write=False) as txn:
             names = [bytes(k) for k, _ in txn.cursor()]
         for name in names:
-            db = self._db(
-                name
-            )  # before the read transaction: handles opened later are invisible to it
+            # Before the read transaction: handles opened later are invisible to it.
+            db = self._db(name)
             with self._begin(write=False) as txn:
                 stat = txn.stat(db)
             label = name[2:].decode() if name.startswith(b"s:") else name.decode()
@@ -759,8 +880,8 @@ class LmdbStore:
             "blob_bytes": sum(p.stat().st_size for p in blobs),
             "index_bytes": data_file.stat().st_size if data_file.exists() else 0,
             "map_size": info["map_size"],
-            "readers": info["num_readers"],
-            "quarantined": len(list((self.root / "quarantine").iterdir())),
+            "readers": self._live_readers(),
+            "quarantined": self._quarantined(),
             "pending": self.pending,
         }
 

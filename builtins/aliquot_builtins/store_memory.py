@@ -34,6 +34,7 @@ class MemoryStore:
         self._pending = 0
         self._lock = threading.Lock()
         self._secrets: dict[str, bytes] = {}
+        self._quarantine: dict[str, bytes] = {}
         self._closed = False
 
     @classmethod
@@ -90,9 +91,7 @@ class MemoryStore:
     def put_value(self, data: Buffer | Sequence[Buffer]) -> tuple[str, int]:
         self._check()
         parts = [data] if isinstance(data, (bytes, bytearray, memoryview)) else list(data)
-        blob = b"".join(
-            bytes(memoryview(p).cast("B")) if memoryview(p).ndim != 1 else bytes(p) for p in parts
-        )
+        blob = b"".join(parts)
         digest = hashlib.sha256(blob).hexdigest()
         with self._lock:
             if digest not in self._values:
@@ -108,7 +107,7 @@ class MemoryStore:
         if hashlib.sha256(blob).hexdigest() != digest:
             with self._lock:
                 self._values.pop(digest, None)
-                self._spaces.setdefault("quarantine", {})[digest.encode()] = blob
+                self._quarantine[digest] = blob
             return None
         return blob
 
@@ -142,13 +141,19 @@ class MemoryStore:
             for d, blob in self._values.items()
             if hashlib.sha256(blob).hexdigest() != d
         ]
-        return {"ok": not problems, "problems": problems, "values": len(self._values)}
+        return {
+            "ok": not problems,
+            "problems": problems,
+            "values": len(self._values),
+            "quarantined": len(self._quarantine),
+        }
 
     def gc(self, live_values: set[str] | None = None) -> dict[str, Any]:
         removed = 0
         freed = 0
         with self._lock:
-            quarantined = len(self._spaces.pop("quarantine", {}))
+            quarantined = len(self._quarantine)
+            self._quarantine.clear()
             if live_values is not None:
                 for digest in [d for d in self._values if d not in live_values]:
                     freed += len(self._values.pop(digest))
@@ -162,6 +167,7 @@ class MemoryStore:
             "spaces": {name: len(entries) for name, entries in sorted(self._spaces.items())},
             "values": len(self._values),
             "value_bytes": sum(len(v) for v in self._values.values()),
+            "quarantined": len(self._quarantine),
         }
 
     def close(self) -> None:
