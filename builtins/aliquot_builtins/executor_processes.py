@@ -89,6 +89,8 @@ class _Worker:
         self.receive = receive
         #: batch id -> its calls, in the order the worker runs them
         self.inflight: dict[int, list[_Pending]] = {}
+        #: batch id -> how many of its calls have not answered yet
+        self.unanswered: dict[int, int] = {}
         self.alive = True
         self.modules: set[str] = set()
 
@@ -225,11 +227,13 @@ class ProcessesExecutor:
 
     def _take_batch(self) -> list[_Pending]:
         queue = self._queue
-        size = self.max_batch
+        # One call per batch until call durations are known, so slow calls are never
+        # queued behind each other; then batches of about TARGET_BATCH_SECONDS, never
+        # more than a worker's share of what is queued.
+        size = 1
         if self._avg_call > 0:
             size = max(1, min(self.max_batch, int(TARGET_BATCH_SECONDS / self._avg_call)))
-        # Spread what is queued over the workers instead of handing it all to one.
-        size = max(1, min(size, math.ceil(len(queue) / self.workers)))
+            size = max(1, min(size, math.ceil(len(queue) / self.workers)))
         batch: list[_Pending] = []
         while queue and len(batch) < size:
             pending = queue.popleft()
@@ -257,6 +261,7 @@ class ProcessesExecutor:
             ("batch", batch_id, modules, [(p.id, p.payload) for p in batch]), protocol=5
         )
         worker.inflight[batch_id] = batch
+        worker.unanswered[batch_id] = len(batch)
         for pending in batch:
             self._calls[pending.id] = (worker, batch_id, pending)
         try:
@@ -341,6 +346,7 @@ class ProcessesExecutor:
                 elif not pending.cancelled:
                     self._queue.appendleft(pending)
             worker.inflight.clear()
+            worker.unanswered.clear()
         self._wakeup.unpark_all()
 
     def _deliver(self, worker: _Worker, message: tuple[Any, ...]) -> None:
@@ -350,10 +356,13 @@ class ProcessesExecutor:
             return
         _, batch_id, pending = entry
         pending.answered = True
-        batch = worker.inflight.get(batch_id)
-        if batch is not None and all(p.answered for p in batch):
-            del worker.inflight[batch_id]
-            self._wakeup.unpark_all()
+        left = worker.unanswered.get(batch_id, 0) - 1
+        if left <= 0:
+            worker.inflight.pop(batch_id, None)
+            worker.unanswered.pop(batch_id, None)
+            self._wakeup.unpark_all()  # a pipeline slot is free: the dispatcher may send more
+        else:
+            worker.unanswered[batch_id] = left
         self._avg_call = duration if self._avg_call == 0 else 0.9 * self._avg_call + 0.1 * duration
         if pending.done.is_set():
             return

@@ -46,7 +46,7 @@ import pathlib
 import sys
 import types
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
@@ -80,6 +80,7 @@ def is_plain(value: Any) -> bool:
         return kind in _PLAIN and (kind is not float or math.isfinite(value))
     frontier: list[Any] = [value]
     for _ in range(_MAX_DEPTH):
+        # Referents of dicts whose keys are all strings are just their values.
         refs = gc.get_referents(*frontier)
         types = set(map(type, refs))
         if not types <= _PLAIN:
@@ -90,9 +91,16 @@ def is_plain(value: Any) -> bool:
                     return False
             except (OverflowError, ValueError):  # huge sums, or inf + -inf
                 return False
-        if dict not in types and list not in types:
+        has_dict = dict in types
+        has_list = list in types
+        if has_dict and has_list:
+            frontier = [*filter(_is_dict, refs), *filter(_is_list, refs)]
+        elif has_dict:
+            frontier = list(filter(_is_dict, refs))
+        elif has_list:
+            frontier = list(filter(_is_list, refs))
+        else:
             return True
-        frontier = [*filter(_is_dict, refs), *filter(_is_list, refs)]
     return False
 
 
@@ -291,14 +299,14 @@ class JsonSerializer:
         kind = type(value)
         return attrs.has(kind) or (dataclasses.is_dataclass(value) and not isinstance(value, type))
 
-    def dumps(self, value: Any, ctx: SerializerContext) -> bytes:
+    def dumps(self, value: Any, ctx: SerializerContext) -> Sequence[bytes]:
         if is_plain(value):
             try:
-                return b"J" + orjson.dumps(value, option=_OPTIONS)
+                return [b"J", orjson.dumps(value, option=_OPTIONS)]  # no copy to prepend
             except orjson.JSONEncodeError:
                 pass  # e.g. an int beyond 64 bits: take the tagged path
         try:
-            return b"T" + orjson.dumps(_encode(value))
+            return [b"T", orjson.dumps(_encode(value))]
         except orjson.JSONEncodeError as exc:
             raise SerializationError(f"JSON cannot carry this value: {exc}") from exc
 

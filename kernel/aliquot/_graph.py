@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 
 from ._errors import GraphError, UnknownTargetError
-from ._tasks import TaskSpec
+from ._tasks import NOTHING, TaskSpec
 
 
 @attrs.frozen
@@ -87,6 +87,33 @@ class Node:
     @property
     def outputs(self) -> tuple[str, ...]:
         return self.task.output_names
+
+    @classmethod
+    def _wired(
+        cls,
+        id: str,
+        task: TaskSpec,
+        bindings: dict[str, Any],
+        deps: tuple[str, ...],
+        missing: tuple[str, ...],
+    ) -> Node:
+        """A node whose bindings are known to hold only constants and direct refs.
+
+        The name-binding builder knows the dependencies already; skipping the
+        scan of the bindings keeps graph building cheap for large graphs.
+        """
+        node = object.__new__(cls)
+        for name, value in (
+            ("id", id),
+            ("task", task),
+            ("bindings", bindings),
+            ("labels", {}),
+            ("missing", missing),
+            ("deps", deps),
+            ("nested", frozenset()),
+        ):
+            object.__setattr__(node, name, value)
+        return node
 
     def __repr__(self) -> str:
         return f"<Node {self.id} ({self.task.kind}:{self.task.name})>"
@@ -216,24 +243,29 @@ def graph_from_tasks(
 
     used_inputs: set[str] = set()
     consumed: set[str] = set()
+    nodes = graph.nodes
+    names = graph.names
     for spec, nid in zip(specs, ids, strict=True):
         bindings: dict[str, Any] = {}
         missing: list[str] = []
+        deps: dict[str, None] = {}
         for param in spec.inputs:
-            if param.is_variadic:
+            name = param.name
+            if param.kind in ("var_positional", "var_keyword"):
                 continue
-            producer = producers.get(param.name)
+            producer = producers.get(name)
             if producer is not None:
-                bindings[param.name] = Ref(producer, param.name)
-                consumed.add(param.name)
-            elif param.name in inputs:
-                bindings[param.name] = inputs[param.name]
-                used_inputs.add(param.name)
-            elif param.required:
-                missing.append(param.name)
-        graph.add(Node(nid, spec, bindings, missing=tuple(missing)))
+                bindings[name] = Ref(producer, name)
+                deps[producer] = None
+                consumed.add(name)
+            elif name in inputs:
+                bindings[name] = inputs[name]
+                used_inputs.add(name)
+            elif param.default is NOTHING:
+                missing.append(name)
+        nodes[nid] = Node._wired(nid, spec, bindings, tuple(deps), tuple(missing))
         for out in spec.output_names:
-            graph.name(out, Ref(nid, out))
+            names[out] = Ref(nid, out)  # unique: duplicates were refused above
 
     unused = sorted(set(inputs) - used_inputs)
     if unused:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import inspect
 import os
 import re
@@ -10,8 +11,8 @@ import sys
 import threading
 import types
 import weakref
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any, Final
 
 from ._errors import (
@@ -269,18 +270,30 @@ class Kernel:
         handled: set[str] = set()
         for _name, registered in self.middleware.items():
             handled.update(getattr(registered, "handles", ()) or ())
+        kinds: set[str] = set()
+        executors = {executor or self.default_executor}
+        nodes = graph.nodes
         for nid in result.order:
-            spec = graph.nodes[nid].task
-            self.task_type_for(spec)
-            needed = _options_needing_middleware(spec)
-            missing = needed - handled
-            if missing:
-                raise PluginNotActiveError(
-                    f"task {spec.short_name!r} sets {', '.join(sorted(missing))} but no loaded "
-                    "middleware handles it"
-                    + (f" ({self._plugins.why_missing()})" if self._plugins.why_missing() else "")
-                )
-            parse_executor(spec.options.executor or executor or self.default_executor)
+            spec = nodes[nid].task
+            kinds.add(spec.kind)
+            options = spec.options
+            if options.executor:
+                executors.add(options.executor)
+            if options.retries or options.timeout is not None or options.cache is True:
+                missing = _options_needing_middleware(spec) - handled
+                if missing:
+                    why = self._plugins.why_missing()
+                    raise PluginNotActiveError(
+                        f"task {spec.short_name!r} sets {', '.join(sorted(missing))} but no "
+                        "loaded middleware handles it" + (f" ({why})" if why else "")
+                    )
+        for nid in result.order:  # one error per missing kind, naming a task of that kind
+            spec = nodes[nid].task
+            if spec.kind in kinds:
+                self.task_type_for(spec)
+                kinds.discard(spec.kind)
+        for name in executors:
+            parse_executor(name)
         for _name, mw in self.middleware.items():
             participant = getattr(mw, "plan", None)
             if participant is not None:
@@ -417,33 +430,35 @@ class Kernel:
         if deadline is not None and deadline <= 0:
             raise AliquotError(f"deadline must be > 0 seconds, got {deadline}")
         graph = self.graph(target, inputs=inputs, options=options)
-        result = self._plan(graph, targets, executor)
-        run_executor = executor or self.default_executor
-        executors, node_executor = self._make_executors(result, run_executor, executor_options)
-        run = Run(
-            new_run_id(),
-            seq=self.store.next_sequence("runs"),
-            target=_describe(target, graph),
-            targets=result.targets,
-            inputs=graph.inputs,
-            executor=run_executor,
-            options={"fail_fast": fail_fast, "deadline": deadline, **dict(options or {})},
-            plugins=self.manifest(),
-            kernel=self,
-        )
-        box["run"] = run
-        scheduler = Scheduler(
-            self,
-            result,
-            run,
-            self._events(),
-            executors,
-            node_executor,
-            [mw for _, mw in self.middleware.items()],
-            fail_fast=fail_fast,
-            persist=persist,
-        )
-        await scheduler.execute(deadline)
+        with _frozen_heap(len(graph)) as freeze:
+            result = self._plan(graph, targets, executor)
+            run_executor = executor or self.default_executor
+            executors, node_executor = self._make_executors(result, run_executor, executor_options)
+            run = Run(
+                new_run_id(),
+                seq=self.store.next_sequence("runs"),
+                target=_describe(target, graph),
+                targets=result.targets,
+                inputs=graph.inputs,
+                executor=run_executor,
+                options={"fail_fast": fail_fast, "deadline": deadline, **dict(options or {})},
+                plugins=self.manifest(),
+                kernel=self,
+            )
+            box["run"] = run
+            scheduler = Scheduler(
+                self,
+                result,
+                run,
+                self._events(),
+                executors,
+                node_executor,
+                [mw for _, mw in self.middleware.items()],
+                fail_fast=fail_fast,
+                persist=persist,
+            )
+            freeze()  # the plan, the scheduler's tables and the run's records
+            await scheduler.execute(deadline)
 
     def _make_executors(
         self, result: Plan, default: str, options: Mapping[str, Any] | None
@@ -520,6 +535,34 @@ class Kernel:
 
     def __repr__(self) -> str:
         return f"<Kernel {self.location!r} plugins={len(self._plugins.loaded())}>"
+
+
+#: Graphs at least this large run with the objects that exist when they start frozen.
+FREEZE_THRESHOLD: Final = 2_000
+
+
+@contextmanager
+def _frozen_heap(size: int) -> Iterator[Callable[[], None]]:
+    """Keep the collector from rescanning a large run's long-lived objects.
+
+    A run of 100,000 nodes holds its graph, plan and records for its whole
+    duration; every full collection would walk them again, making planning and
+    execution time grow faster than the graph. ``gc.freeze()`` moves the objects
+    that exist at that moment out of the collector's sight until the run ends
+    (``gc.unfreeze()`` then puts them back, and whatever became garbage is
+    collected as usual). The context freezes once on entry -- the graph -- and
+    again each time the yielded function is called. Nothing is done for small
+    graphs, nor when someone else froze objects already: unfreezing theirs would
+    undo their choice.
+    """
+    if size < FREEZE_THRESHOLD or gc.get_freeze_count():
+        yield lambda: None
+        return
+    gc.freeze()
+    try:
+        yield gc.freeze
+    finally:
+        gc.unfreeze()
 
 
 def _close_quietly(store: Store) -> None:

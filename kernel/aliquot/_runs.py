@@ -384,7 +384,9 @@ class RunWriter:
 
     def begin(self) -> None:
         self._records = sorted(self.run.nodes.values(), key=lambda r: r.index)
-        self._dirty = set(range((len(self._records) + CHUNK - 1) // CHUNK))
+        # Only chunks holding a decided node (skipped while planning) need writing now;
+        # the others are written once one of their nodes starts.
+        self._dirty = {r.index // CHUNK for r in self._records if r.status != "pending"}
         run = self.run
         self.store.put(SPACE_RUNSEQ, struct.pack(">Q", run.seq), run.id.encode())
         self.store.put(SPACE_ACTIVE, run.id.encode(), orjson.dumps(run.host))

@@ -92,6 +92,7 @@ class Scheduler:
         self.fail_fast = fail_fast
         self.persist = persist
         self.handler: Handler = _compose(middleware, _terminal)
+        self.direct = not middleware
         self.results: dict[str, Mapping[str, Any]] = {}
         self.refs: dict[str, Mapping[str, ArtifactRef]] = {}
         self.task_types: dict[str, TaskType] = {}
@@ -107,8 +108,15 @@ class Scheduler:
         in_plan = set(order)
         self.dependents: dict[str, list[str]] = {nid: [] for nid in order}
         self.waiting: dict[str, int] = {}
+        decisions = plan.decisions
+        graph_nodes = graph.nodes
         for nid in order:
-            deps = [d for d in plan.deps(nid) if d in in_plan]
+            if decisions[nid].action == "load":
+                deps: tuple[str, ...] | list[str] = ()
+            else:
+                deps = graph_nodes[nid].deps
+                if any(d not in in_plan for d in deps):
+                    deps = [d for d in deps if d in in_plan]
             self.waiting[nid] = len(deps)
             for dep in deps:
                 self.dependents[dep].append(nid)
@@ -214,24 +222,34 @@ class Scheduler:
         record = run.nodes[nid]
         decision = self.plan.decisions[nid]
         executor = self.executors[self.node_executor[nid]]
-        task_type = self.kernel.task_type_for(node.task)
-        ctx = NodeContext(
-            run, node, decision, task_type, executor, self.kernel.values, self.kernel.store
-        )
+        kind = node.task.kind
+        task_type = self.task_types.get(kind)
+        if task_type is None:
+            task_type = self.task_types[kind] = self.kernel.task_type_for(node.task)
         record.status = "running"
         record.started = time.time()
         self.log.touch(record)
         if self._emit_started:
             self.events.node_started(run=run, node=node)
+        ctx: NodeContext | None = None
         t0 = time.perf_counter()
         try:
-            if decision.action == "run":
-                self._resolve(node, ctx)
-            outcome = await self.handler(ctx)
-            if not isinstance(outcome, Outcome):
-                raise AliquotError(
-                    f"middleware returned {type(outcome).__name__} instead of an Outcome"
+            if self.direct and decision.action == "run":
+                # No middleware: skip the context object and the handler chain.
+                inputs, _ = self._resolve(node)
+                call = task_type.bind(node, inputs)
+                outcome = Outcome("computed", task_type.unpack(node, await executor.submit(call)))
+            else:
+                ctx = NodeContext(
+                    run, node, decision, task_type, executor, self.kernel.values, self.kernel.store
                 )
+                if decision.action == "run":
+                    ctx.inputs, ctx.input_refs = self._resolve(node)
+                outcome = await self.handler(ctx)
+                if not isinstance(outcome, Outcome):
+                    raise AliquotError(
+                        f"middleware returned {type(outcome).__name__} instead of an Outcome"
+                    )
         except trio.Cancelled:
             self._finish_node(node, record, Outcome("cancelled", reason=self._why_cancelled()), t0)
             raise
@@ -244,11 +262,12 @@ class Scheduler:
             outcome = Outcome.failed(error)
         if outcome.ok and nid in self.target_nodes and self.persist != "none":
             outcome = await self._persist_targets(nid, outcome)
-        self._finish_node(node, record, outcome, t0, ctx.info)
+        self._finish_node(node, record, outcome, t0, ctx.info if ctx is not None else None)
 
-    def _resolve(self, node: Node, ctx: NodeContext) -> None:
-        inputs = ctx.inputs
-        input_refs = ctx.input_refs
+    def _resolve(self, node: Node) -> tuple[dict[str, Any], dict[str, ArtifactRef]]:
+        """The node's parameter values, and the stored refs of upstream values it takes."""
+        inputs: dict[str, Any] = {}
+        input_refs: dict[str, ArtifactRef] = {}
         nested = node.nested
         for name, binding in node.bindings.items():
             if type(binding) is Ref:
@@ -260,13 +279,15 @@ class Scheduler:
                 inputs[name] = self._resolve_nested(binding, node, name)
             else:
                 inputs[name] = binding
+        consumers = self.consumers
         for dep in node.deps:
-            left = self.consumers.get(dep)
+            left = consumers.get(dep)
             if left is not None:
                 left -= 1
-                self.consumers[dep] = left
+                consumers[dep] = left
                 if left <= 0 and dep not in self.target_nodes:
                     self.results.pop(dep, None)
+        return inputs, input_refs
 
     def _resolve_nested(self, value: Any, node: Node, param: str) -> Any:
         if type(value) is Ref:
@@ -326,12 +347,10 @@ class Scheduler:
     ) -> None:
         nid = node.id
         duration = time.perf_counter() - t0 if t0 is not None else 0.0
-        if outcome.status == "cancelled" and record.status == "cancelled":
-            return  # already recorded
         record.status = outcome.status
         record.reason = outcome.reason
         record.error = outcome.error
-        record.finished = time.time()
+        record.finished = (record.started or time.time()) + duration
         record.duration = duration
         if outcome.refs:
             record.outputs = dict(outcome.refs)
@@ -364,7 +383,7 @@ class Scheduler:
 
         if self._emit_finished:
             self.events.node_finished(run=self.run, node=node, outcome=outcome, duration=duration)
-        if self.ready or self.left <= 0:
+        if self.lot and (self.ready or self.left <= 0):
             self.lot.unpark_all()
 
     def _skip_downstream(self, nid: str, reason: str) -> None:

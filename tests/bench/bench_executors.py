@@ -72,7 +72,7 @@ def main() -> int:
     graph = build_graph(n)
     small = build_graph(1)
     expected = n * (n - 1) // 2
-    default_threads = ThreadsExecutor().capacity
+    default_threads = ThreadsExecutor().workers
 
     def aliquot_run(g: Any, executor: str, total: int) -> float:
         kernel = make_kernel()

@@ -510,7 +510,7 @@ def test_string_sets_give_the_same_bytes_under_different_hash_seeds() -> None:
         "from aliquot_builtins.serializer_json import JsonSerializer\n"
         "ctx = SerializerContext('x', lambda p: b'k' * 32)\n"
         "v = {'alpha', 'beta', 'gamma', 'delta', ('t', 'u'), frozenset({'p', 'q', 'r'})}\n"
-        "print(JsonSerializer().dumps({'s': v}, ctx).hex())\n"
+        "print(b''.join(JsonSerializer().dumps({'s': v}, ctx)).hex())\n"
     )
     outputs = set()
     for seed in ("1", "2", "12345"):

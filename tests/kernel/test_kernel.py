@@ -241,3 +241,49 @@ def test_kernel_open_in_a_worker_bootstrap_is_refused() -> None:
             aliquot.Kernel.open("memory://")
     finally:
         sys._aliquot_worker_bootstrap = False  # type: ignore[attr-defined]
+
+
+def _chain(n: int) -> list:
+    namespace: dict = {}
+    exec("\n".join(f"def c{i}(v{i}):\n    return v{i}\n" for i in range(n)), namespace)  # noqa: S102
+    tasks = [aliquot.task(outputs=[f"v{i + 1}"])(namespace[f"c{i}"]) for i in range(n)]
+
+    @aliquot.task(outputs=["frozen"])
+    def observe(**_: object) -> int:
+        import gc
+
+        return gc.get_freeze_count()
+
+    tasks.append(observe)
+    return tasks
+
+
+def test_large_runs_hide_their_long_lived_objects_from_the_collector() -> None:
+    """A run of thousands of nodes runs with its graph frozen, and unfreezes it after."""
+    import gc
+
+    from aliquot._kernel import FREEZE_THRESHOLD
+
+    tasks = _chain(FREEZE_THRESHOLD)
+    with make_kernel() as kernel:
+        run = kernel.run(tasks, inputs={"v0": 1}, targets=["frozen", f"v{FREEZE_THRESHOLD}"])
+    assert run["frozen"] > 0
+    assert gc.get_freeze_count() == 0
+    with make_kernel() as kernel:
+        small = kernel.run(_chain(3), inputs={"v0": 1}, targets=["frozen"])
+    assert small["frozen"] == 0  # small graphs are left alone
+
+
+def test_a_heap_someone_else_froze_is_left_alone() -> None:
+    import gc
+
+    from aliquot._kernel import FREEZE_THRESHOLD
+
+    gc.freeze()
+    try:
+        before = gc.get_freeze_count()
+        with make_kernel() as kernel:
+            kernel.run(_chain(FREEZE_THRESHOLD), inputs={"v0": 1}, targets=["frozen"])
+        assert gc.get_freeze_count() > before * 0.9  # not unfrozen (a few were freed)
+    finally:
+        gc.unfreeze()
