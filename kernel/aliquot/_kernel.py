@@ -27,7 +27,6 @@ from ._planner import Plan, finalize, plan
 from ._plugins import Events, Monitor, PluginInfo, PluginManager
 from ._registries import Registries
 from ._runs import Run, RunLog, new_run_id
-from ._scheduler import Scheduler, parse_executor
 from ._tasks import TaskSpec, task_spec_of
 from ._values import SerializerContext, Serializers, Values, store_secret
 
@@ -446,6 +445,8 @@ class Kernel:
                 kernel=self,
             )
             box["run"] = run
+            from ._scheduler import Scheduler  # imports trio: only when something runs
+
             scheduler = Scheduler(
                 self,
                 result,
@@ -563,6 +564,23 @@ def _frozen_heap(size: int) -> Iterator[Callable[[], None]]:
         yield gc.freeze
     finally:
         gc.unfreeze()
+
+
+def parse_executor(spec: str) -> tuple[str, int | None]:
+    """``"threads:4"`` -> ``("threads", 4)``; ``"inline"`` -> ``("inline", None)``."""
+    name, _, count = spec.partition(":")
+    name = name.strip()
+    if not name:
+        raise AliquotError(f"invalid executor {spec!r}: expected NAME or NAME:N")
+    if not count:
+        return name, None
+    try:
+        workers = int(count)
+    except ValueError:
+        raise AliquotError(f"invalid executor {spec!r}: N must be a whole number") from None
+    if workers < 1 or workers > 4096:
+        raise AliquotError(f"invalid executor {spec!r}: N must be between 1 and 4096")
+    return name, workers
 
 
 def _close_quietly(store: Store) -> None:

@@ -97,27 +97,38 @@ def _env_flag(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _entry_points() -> tuple[list[EntryPoint], dict[str, list[EntryPoint]]]:
-    """Entry points of the group, and the names declared by several distributions."""
+DistInfo = tuple[str | None, str | None]
+
+
+def _entry_points() -> tuple[list[EntryPoint], dict[str, list[EntryPoint]], dict[int, DistInfo]]:
+    """Entry points of the group, names declared by several distributions, and the
+    (distribution name, version) of each entry point, keyed by ``id(entry point)``.
+
+    Each distribution's metadata is parsed once (``dist.name`` parses the
+    METADATA file on every access, and ``--help`` must stay fast).
+    """
     import importlib_metadata
 
     seen: dict[str, EntryPoint] = {}
     clashes: dict[str, list[EntryPoint]] = {}
+    parsed: dict[int, DistInfo] = {}
+    info: dict[int, DistInfo] = {}
     for ep in importlib_metadata.entry_points(group=GROUP):
+        dist = getattr(ep, "dist", None)
+        if dist is None:
+            info[id(ep)] = (None, None)
+        else:
+            if id(dist) not in parsed:
+                try:
+                    meta = dist.metadata
+                    parsed[id(dist)] = (meta["Name"], meta["Version"])
+                except Exception:  # broken metadata must not break loading of the others
+                    parsed[id(dist)] = (None, None)
+            info[id(ep)] = parsed[id(dist)]
         first = seen.setdefault(ep.name, ep)
-        if first is not ep and _dist_of(first)[0] != _dist_of(ep)[0]:
+        if first is not ep and info[id(first)][0] != info[id(ep)][0]:
             clashes.setdefault(ep.name, [first]).append(ep)
-    return list(seen.values()), clashes
-
-
-def _dist_of(ep: EntryPoint) -> tuple[str | None, str | None]:
-    dist = getattr(ep, "dist", None)
-    if dist is None:
-        return None, None
-    try:
-        return dist.name, dist.version
-    except Exception:  # broken metadata must not break loading of the others
-        return None, None
+    return list(seen.values()), clashes, info
 
 
 class PluginManager:
@@ -129,6 +140,7 @@ class PluginManager:
         self.infos: dict[str, PluginInfo] = {}
         self.errors: list[PluginLoadError] = []
         self._plugin_objects: dict[str, object] = {}
+        self._dist_info: dict[int, DistInfo] = {}
         #: Callbacks ``(hook_name, kwargs)`` told about every registration call.
         self.monitors: list[Monitor] = []
 
@@ -152,9 +164,9 @@ class PluginManager:
         if autoload is None:
             autoload = not _env_flag(env.get("ALIQUOT_DISABLE_PLUGIN_AUTOLOAD"))
 
-        eps, clashes = _entry_points()
+        eps, clashes, self._dist_info = _entry_points()
         for name, declared in clashes.items():
-            dists = ", ".join(f"{_dist_of(e)[0]} ({e.value})" for e in declared)
+            dists = ", ".join(f"{self._dist_of(e)[0]} ({e.value})" for e in declared)
             self.errors.append(
                 PluginLoadError(
                     name,
@@ -171,8 +183,8 @@ class PluginManager:
         eps = [ep for ep in eps if ep.name not in clashes]
         by_name = {ep.name: ep for ep in eps}
         by_module = {ep.value: ep for ep in eps if ":" not in ep.value}
-        builtin_eps = [ep for ep in eps if _dist_of(ep)[0] == KERNEL_DISTRIBUTION]
-        other_eps = [ep for ep in eps if _dist_of(ep)[0] != KERNEL_DISTRIBUTION]
+        builtin_eps = [ep for ep in eps if self._dist_of(ep)[0] == KERNEL_DISTRIBUTION]
+        other_eps = [ep for ep in eps if self._dist_of(ep)[0] != KERNEL_DISTRIBUTION]
 
         # 2. builtins
         for ep in builtin_eps:
@@ -202,8 +214,11 @@ class PluginManager:
             if name not in self.infos:
                 self.infos[name] = PluginInfo(name, "blocked", source="blocked")
 
+    def _dist_of(self, ep: EntryPoint) -> DistInfo:
+        return self._dist_info.get(id(ep), (None, None))
+
     def _ep_info(self, ep: EntryPoint, status: Status, *, builtin: bool, **kw: Any) -> PluginInfo:
-        dist, version = _dist_of(ep)
+        dist, version = self._dist_of(ep)
         return PluginInfo(
             ep.name,
             status,
@@ -220,7 +235,7 @@ class PluginManager:
         if self._pm.is_blocked(ep.name):
             self.infos[ep.name] = self._ep_info(ep, "blocked", builtin=builtin, source=source)
             return
-        dist, version = _dist_of(ep)
+        dist, version = self._dist_of(ep)
         try:
             plugin = ep.load()
         except PluginUnavailable as exc:
@@ -256,7 +271,7 @@ class PluginManager:
         if ep is not None:
             if ep.name in self.infos:
                 return
-            builtin = _dist_of(ep)[0] == KERNEL_DISTRIBUTION
+            builtin = self._dist_of(ep)[0] == KERNEL_DISTRIBUTION
             self._load_entry_point(ep, builtin=builtin, source=source)
             return
         info = PluginInfo(name, "loaded", module=name, source=source)

@@ -18,7 +18,6 @@ are committed before the run ends.
 from __future__ import annotations
 
 import contextlib
-import math
 import threading
 import time
 import traceback
@@ -516,20 +515,3 @@ def _layer(mw: Middleware, call_next: Handler) -> Handler:
 
     layer.__qualname__ = f"middleware[{mw.name}]"
     return layer
-
-
-def parse_executor(spec: str) -> tuple[str, int | None]:
-    """``"threads:4"`` -> ``("threads", 4)``; ``"inline"`` -> ``("inline", None)``."""
-    name, _, count = spec.partition(":")
-    name = name.strip()
-    if not name:
-        raise AliquotError(f"invalid executor {spec!r}: expected NAME or NAME:N")
-    if not count:
-        return name, None
-    try:
-        workers = int(count)
-    except ValueError:
-        raise AliquotError(f"invalid executor {spec!r}: N must be a whole number") from None
-    if workers < 1 or workers > 4096 or math.isnan(workers):
-        raise AliquotError(f"invalid executor {spec!r}: N must be between 1 and 4096")
-    return name, workers
