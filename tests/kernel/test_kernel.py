@@ -245,7 +245,7 @@ def test_kernel_open_in_a_worker_bootstrap_is_refused() -> None:
 
 def _chain(n: int) -> list:
     namespace: dict = {}
-    exec("\n".join(f"def c{i}(v{i}):\n    return v{i}\n" for i in range(n)), namespace)  # noqa: S102
+    exec("\n".join(f"def c{i}(v{i}):\n    return v{i}\n" for i in range(n)), namespace)
     tasks = [aliquot.task(outputs=[f"v{i + 1}"])(namespace[f"c{i}"]) for i in range(n)]
 
     @aliquot.task(outputs=["frozen"])
