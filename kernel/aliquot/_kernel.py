@@ -81,6 +81,7 @@ class Kernel:
         self.middleware = registries.middleware
         self.commands = registries.commands
         self.value_roots = registries.value_roots
+        self.executors.get(parse_executor(executor)[0])  # a bad default fails here, not at run
 
         scheme = store_scheme(location)
         factory = self.stores.get(scheme)
@@ -428,36 +429,42 @@ class Kernel:
             raise AliquotError(f"persist must be 'targets' or 'none', not {persist!r}")
         if deadline is not None and deadline <= 0:
             raise AliquotError(f"deadline must be > 0 seconds, got {deadline}")
-        graph = self.graph(target, inputs=inputs, options=options)
+        # Building and planning allocate a lot and run (almost) no user code: the collector
+        # waits until they are done (see _collector_paused).
+        with _collector_paused():
+            graph = self.graph(target, inputs=inputs, options=options)
         with _frozen_heap(len(graph)) as freeze:
-            result = self._plan(graph, targets, executor)
-            run_executor = executor or self.default_executor
-            executors, node_executor = self._make_executors(result, run_executor, executor_options)
-            run = Run(
-                new_run_id(),
-                seq=self.store.next_sequence("runs"),
-                target=_describe(target, graph),
-                targets=result.targets,
-                inputs=graph.inputs,
-                executor=run_executor,
-                options={"fail_fast": fail_fast, "deadline": deadline, **dict(options or {})},
-                plugins=self.manifest(),
-                kernel=self,
-            )
-            box["run"] = run
-            from ._scheduler import Scheduler  # imports trio: only when something runs
+            with _collector_paused():
+                result = self._plan(graph, targets, executor)
+                run_executor = executor or self.default_executor
+                executors, node_executor = self._make_executors(
+                    result, run_executor, executor_options
+                )
+                run = Run(
+                    new_run_id(),
+                    seq=self.store.next_sequence("runs"),
+                    target=_describe(target, graph),
+                    targets=result.targets,
+                    inputs=graph.inputs,
+                    executor=run_executor,
+                    options={"fail_fast": fail_fast, "deadline": deadline, **dict(options or {})},
+                    plugins=self.manifest(),
+                    kernel=self,
+                )
+                box["run"] = run
+                from ._scheduler import Scheduler  # imports trio: only when something runs
 
-            scheduler = Scheduler(
-                self,
-                result,
-                run,
-                self._events(),
-                executors,
-                node_executor,
-                [mw for _, mw in self.middleware.items()],
-                fail_fast=fail_fast,
-                persist=persist,
-            )
+                scheduler = Scheduler(
+                    self,
+                    result,
+                    run,
+                    self._events(),
+                    executors,
+                    node_executor,
+                    [mw for _, mw in self.middleware.items()],
+                    fail_fast=fail_fast,
+                    persist=persist,
+                )
             freeze()  # the plan, the scheduler's tables and the run's records
             await scheduler.execute(deadline)
 
@@ -564,6 +571,25 @@ def _frozen_heap(size: int) -> Iterator[Callable[[], None]]:
         yield gc.freeze
     finally:
         gc.unfreeze()
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while the kernel builds large structures.
+
+    Graph building and planning allocate several objects per node and free
+    almost none; collections in between only rescan them. Reference counting
+    still frees everything it can; cycles made meanwhile are collected once
+    the collector is back on. The previous state is restored (a host that
+    disabled the collector keeps it disabled).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def parse_executor(spec: str) -> tuple[str, int | None]:

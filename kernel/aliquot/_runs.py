@@ -394,7 +394,10 @@ class RunWriter:
 
     def touch(self, record: NodeRecord) -> None:
         """Note that ``record`` changed (cheap; serialized at the next flush)."""
-        self._dirty.add(record.index // CHUNK)
+        # Under the lock: the committer thread swaps the set out while flushing,
+        # and an index added to the old set then would never be written.
+        with self._lock:
+            self._dirty.add(record.index // CHUNK)
 
     def flush(self) -> None:
         """Stage the header and every chunk that changed since the last flush."""

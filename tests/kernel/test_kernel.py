@@ -59,6 +59,15 @@ def test_unknown_executor_is_refused_before_running() -> None:
         assert kernel.runs() == []
 
 
+def test_a_bad_default_executor_is_refused_when_the_kernel_opens() -> None:
+    with pytest.raises(aliquot.UnknownNameError, match="unknown executor 'gpu'"):
+        make_kernel(executor="gpu")
+    with pytest.raises(aliquot.AliquotError, match="NAME or NAME:N"):
+        make_kernel(executor=":3")
+    with make_kernel(executor="threads:2") as kernel:
+        assert kernel.run([value]).executor == "threads:2"
+
+
 def test_blocked_executor_plugin_is_named_in_the_error() -> None:
     with make_kernel(block=["executor_threads"]) as kernel:
         with pytest.raises(aliquot.UnknownNameError, match="executor_threads \\(blocked"):
@@ -287,3 +296,18 @@ def test_a_heap_someone_else_froze_is_left_alone() -> None:
         assert gc.get_freeze_count() > before * 0.9  # not unfrozen (a few were freed)
     finally:
         gc.unfreeze()
+
+
+def test_the_collector_state_is_restored_after_planning() -> None:
+    import gc
+
+    with make_kernel() as kernel:
+        assert gc.isenabled()
+        kernel.run([value])
+        assert gc.isenabled()
+        gc.disable()
+        try:
+            kernel.run([value])
+            assert not gc.isenabled()  # a host that disabled it keeps it disabled
+        finally:
+            gc.enable()
