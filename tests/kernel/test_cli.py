@@ -327,3 +327,29 @@ def _quick_tasks() -> list:
     namespace: dict = {}
     exec(textwrap.dedent(TASKS), namespace)
     return [namespace["load"], namespace["total"]]
+
+
+def test_progress_for_large_runs_prints_summaries_not_a_line_per_node(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import io
+
+    from aliquot import _progress
+    from aliquot._progress import ProgressReporter
+
+    monkeypatch.setattr(_progress, "PER_NODE_LINES", 3)
+    clock = iter(range(0, 10_000, 6))  # every call is 6 s later: a summary each node
+    monkeypatch.setattr(_progress.time, "monotonic", lambda: float(next(clock)))
+    stream = io.StringIO()
+    namespace: dict = {}
+    exec(
+        "\n".join(f"def p{i}():\n    return {i}\n" for i in range(6)), namespace
+    )
+    tasks = [aliquot.task(outputs=[f"p{i}"])(namespace[f"p{i}"]) for i in range(6)]
+    with aliquot.testing.make_kernel([ProgressReporter(stream, interactive=False)]) as kernel:  # type: ignore[attr-defined]
+        kernel.run(tasks)
+    lines = stream.getvalue().splitlines()
+    assert lines[0].endswith("6 node(s) to execute")
+    assert not any("computed  p" in line for line in lines)  # no per-node lines
+    assert any(line.strip().startswith("[") and "computed" in line for line in lines)
+    assert lines[-1].endswith("6 computed")
