@@ -218,11 +218,15 @@ class LmdbStore:
 
     name: ClassVar[str] = "lmdb"
 
-    def __init__(self, location: str, *, blob_threshold: int = BLOB_THRESHOLD) -> None:
+    def __init__(
+        self, location: str, *, blob_threshold: int = BLOB_THRESHOLD, readonly: bool = False
+    ) -> None:
         raw = location[len("lmdb://") :] if location.startswith("lmdb://") else location
         self.location = location
         self.root = Path(raw).expanduser().absolute()
         self.blob_threshold = blob_threshold
+        #: A read-only handle changes nothing on disk: writes raise, damage is not quarantined.
+        self.readonly = readonly
         self._pid = os.getpid()
         self._lock = threading.RLock()
         self._commit_lock = threading.Lock()
@@ -238,7 +242,8 @@ class LmdbStore:
             self._env = self._shared.env
             self._env.reader_check()  # clear slots left by killed readers
             self.store_id = self._init_meta()
-            self._sweep_tmp()
+            if not readonly:
+                self._sweep_tmp()
         except lmdb.Error as exc:
             self._release()
             raise StoreError(f"cannot open the store at {self.root}: {exc}") from exc
@@ -248,9 +253,11 @@ class LmdbStore:
 
     @classmethod
     def open(cls, location: str, **options: Any) -> LmdbStore:
-        unknown = sorted(set(options) - {"blob_threshold"})
+        unknown = sorted(set(options) - {"blob_threshold", "readonly"})
         if unknown:
-            raise StoreError(f"unknown lmdb store option(s) {unknown} (known: blob_threshold)")
+            raise StoreError(
+                f"unknown lmdb store option(s) {unknown} (known: blob_threshold, readonly)"
+            )
         return cls(location, **options)
 
     # ------------------------------------------------------------- opening
@@ -258,6 +265,13 @@ class LmdbStore:
     def _prepare_dirs(self) -> None:
         if self.root.exists() and not self.root.is_dir():
             raise StoreError(f"store path {self.root} exists and is not a directory")
+        if self.readonly:
+            if not (self.root / "index" / "data.mdb").exists():
+                raise StoreError(f"there is no store at {self.root} to open read-only")
+            fd = os.open(self.root / "writers.lock", os.O_RDONLY)
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            self._lockfile = fd
+            return
         try:
             created = not (self.root / "blobs").exists()
             for sub in ("index", "blobs", "tmp", "quarantine"):
@@ -281,6 +295,8 @@ class LmdbStore:
             foreign = names - {META} and not any(n == VALUES or n.startswith(b"s:") for n in names)
             meta = self._db(META, txn)
             fmt = txn.get(b"format", db=meta)
+            if fmt is None and self.readonly:
+                raise StoreError(f"{self.root} is not an aliquot store (no format marker)")
             if fmt is None:
                 if foreign or any(True for _ in txn.cursor(db=meta)):
                     raise StoreError(f"{self.root} holds an LMDB database aliquot did not create")
@@ -401,11 +417,15 @@ class LmdbStore:
         return True
 
     def _stage(self, dbname: bytes, key: bytes, raw: bytes | None) -> None:
+        if self.readonly:
+            raise StoreError(f"the store at {self.root} is open read-only")
         with self._lock:
             self._staged[(dbname, key)] = raw
 
     def _quarantine_record(self, dbname: bytes, key: bytes, raw: bytes, reason: str) -> None:
         self.quarantined += 1
+        if self.readonly:
+            return  # still a miss; the damage is left for a writable handle to quarantine
         qkey = hashlib.sha256(dbname + b"\0" + key).digest()
         note = b"%s\0%s\0%s" % (dbname, reason.encode(), raw)
         self._stage(QUARANTINE, qkey, _record(QUARANTINE, qkey, note))
@@ -476,6 +496,8 @@ class LmdbStore:
 
     def next_sequence(self, name: str) -> int:
         self._check()
+        if self.readonly:
+            raise StoreError(f"the store at {self.root} is open read-only")
         key = b"seq:" + name.encode()
 
         def work(txn: Any) -> int:
@@ -495,6 +517,8 @@ class LmdbStore:
 
     def put_value(self, data: Buffer | Sequence[Buffer]) -> tuple[str, int]:
         self._check()
+        if self.readonly:
+            raise StoreError(f"the store at {self.root} is open read-only")
         parts = [data] if isinstance(data, (bytes, bytearray, memoryview)) else list(data)
         views = [memoryview(p) for p in parts]
         size = sum(v.nbytes for v in views)
@@ -612,6 +636,9 @@ class LmdbStore:
         return memoryview(mapped)
 
     def _quarantine_blob(self, path: Path, key: bytes, raw: bytes, reason: str) -> None:
+        if self.readonly:
+            self.quarantined += 1
+            return
         target = self.root / "quarantine" / f"{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
         with contextlib.suppress(OSError):
             os.replace(path, target)
@@ -765,6 +792,8 @@ class LmdbStore:
         ``put_value`` calls of this process wait while gc runs.
         """
         self._check()
+        if self.readonly:
+            raise StoreError(f"the store at {self.root} is open read-only")
         report: dict[str, Any] = {
             "tmp_removed": 0,
             "orphan_blobs_removed": 0,

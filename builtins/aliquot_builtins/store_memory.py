@@ -25,8 +25,9 @@ class MemoryStore:
 
     name: ClassVar[str] = "memory"
 
-    def __init__(self, location: str = "memory://") -> None:
+    def __init__(self, location: str = "memory://", *, readonly: bool = False) -> None:
         self.location = location
+        self.readonly = readonly
         self.store_id = uuid.uuid4().hex
         self._spaces: dict[str, dict[bytes, bytes]] = {}
         self._values: dict[str, bytes] = {}
@@ -39,9 +40,10 @@ class MemoryStore:
 
     @classmethod
     def open(cls, location: str, **options: Any) -> MemoryStore:
-        if options:
-            raise StoreError(f"the memory store takes no options, got {sorted(options)}")
-        return cls(location)
+        unknown = sorted(set(options) - {"readonly"})
+        if unknown:
+            raise StoreError(f"unknown memory store option(s) {unknown} (known: readonly)")
+        return cls(location, **options)
 
     def secret(self, purpose: str) -> bytes:
         """Per-store keys live only as long as the store."""
@@ -51,6 +53,8 @@ class MemoryStore:
     def _check(self) -> None:
         if self._closed:
             raise StoreError("the store is closed")
+        if self.readonly:
+            raise StoreError("the store is open read-only")
 
     # ------------------------------------------------------------- key/value
 

@@ -33,6 +33,7 @@ class NodeContext:
             value, for parameters bound to a stored upstream output.
         attempt: 1 for the first try; retry middleware increments it.
         info: plugin data copied into the node's record (must be JSON-serializable).
+        notes: what plan participants noted for this node (``plan.notes[node.id]``).
     """
 
     run: Run
@@ -46,6 +47,7 @@ class NodeContext:
     input_refs: dict[str, ArtifactRef] = attrs.field(factory=dict)
     attempt: int = 1
     info: dict[str, Any] = attrs.field(factory=dict)
+    notes: dict[str, Any] = attrs.field(factory=dict)
 
     @property
     def upstream(self) -> Mapping[str, Any]:

@@ -63,8 +63,10 @@ class Kernel:
         executor: str = "inline",
         store_options: Mapping[str, Any] | None = None,
         monitors: Sequence[Monitor] = (),
+        readonly: bool = False,
     ) -> None:
         self._plugins = plugins
+        self.readonly = readonly
         self.location = location
         self.default_executor = executor
         #: Callbacks ``(hook_name, kwargs)`` that see every hook call (the test kit's recorder).
@@ -81,11 +83,16 @@ class Kernel:
         self.middleware = registries.middleware
         self.commands = registries.commands
         self.value_roots = registries.value_roots
+        self.run_options = registries.run_options
+        self.run_views = registries.run_views
         self.executors.get(parse_executor(executor)[0])  # a bad default fails here, not at run
 
         scheme = store_scheme(location)
         factory = self.stores.get(scheme)
-        self.store: Store = factory.open(location, **dict(store_options or {}))
+        opts = dict(store_options or {})
+        if readonly:
+            opts["readonly"] = True
+        self.store: Store = factory.open(location, **opts)
         self._finalizer = weakref.finalize(self, _close_quietly, self.store)
         secret = getattr(self.store, "secret", None)
         store_id = self.store.store_id
@@ -99,7 +106,7 @@ class Kernel:
             ),
         )
         self.runlog = RunLog(self.store)
-        if self.runlog.mark_crashed():
+        if not readonly and self.runlog.mark_crashed():
             self.store.commit()
         self._closed = False
         self._events().kernel_started(kernel=self)
@@ -120,6 +127,7 @@ class Kernel:
         store_options: Mapping[str, Any] | None = None,
         env: Mapping[str, str] | None = None,
         monitors: Sequence[Monitor] = (),
+        readonly: bool = False,
     ) -> Kernel:
         """Load plugins and open the store at ``location``.
 
@@ -135,6 +143,8 @@ class Kernel:
             builtins: load the builtin plugins (blocking all of them is for tests).
             executor: the default executor for runs (``NAME`` or ``NAME:N``).
             monitors: callbacks ``(hook_name, kwargs)`` that see every hook call.
+            readonly: open the store read-only: nothing is written (for planning,
+                inspecting and ``--dry-run``); running is refused.
 
         Raises:
             PluginLoadError: a plugin failed to load; nothing runs with a
@@ -157,6 +167,7 @@ class Kernel:
             executor=executor,
             store_options=store_options,
             monitors=monitors,
+            readonly=readonly,
         )
 
     def _hint(self, name: str) -> str:
@@ -263,10 +274,16 @@ class Kernel:
     ) -> Plan:
         """Plan a run without executing it (``--dry-run``): decisions for every node."""
         graph = self.graph(target, inputs=inputs, options=options)
-        return self._plan(graph, targets, executor)
+        return self._plan(graph, targets, executor, options)
 
-    def _plan(self, graph: Graph, targets: Sequence[str] | None, executor: str | None) -> Plan:
-        result = plan(graph, targets)
+    def _plan(
+        self,
+        graph: Graph,
+        targets: Sequence[str] | None,
+        executor: str | None,
+        options: Mapping[str, Any] | None = None,
+    ) -> Plan:
+        result = plan(graph, targets, options)
         handled: set[str] = set()
         for _name, registered in self.middleware.items():
             handled.update(getattr(registered, "handles", ()) or ())
@@ -276,10 +293,14 @@ class Kernel:
         for nid in result.order:
             spec = nodes[nid].task
             kinds.add(spec.kind)
-            options = spec.options
-            if options.executor:
-                executors.add(options.executor)
-            if options.retries or options.timeout is not None or options.cache is True:
+            task_options = spec.options
+            if task_options.executor:
+                executors.add(task_options.executor)
+            if (
+                task_options.retries
+                or task_options.timeout is not None
+                or task_options.cache is True
+            ):
                 missing = _options_needing_middleware(spec) - handled
                 if missing:
                     why = self._plugins.why_missing()
@@ -425,6 +446,8 @@ class Kernel:
         options: Mapping[str, Any] | None,
     ) -> None:
         self._check_open()
+        if self.readonly:
+            raise AliquotError("this kernel's store is open read-only; open it normally to run")
         if persist not in ("targets", "none"):
             raise AliquotError(f"persist must be 'targets' or 'none', not {persist!r}")
         if deadline is not None and deadline <= 0:
@@ -435,7 +458,7 @@ class Kernel:
             graph = self.graph(target, inputs=inputs, options=options)
         with _frozen_heap(len(graph)) as freeze:
             with _collector_paused():
-                result = self._plan(graph, targets, executor)
+                result = self._plan(graph, targets, executor, options)
                 run_executor = executor or self.default_executor
                 executors, node_executor = self._make_executors(
                     result, run_executor, executor_options

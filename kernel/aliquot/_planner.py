@@ -10,8 +10,8 @@ and unbound parameters before anything runs, and lets plan participants
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
-from typing import Final, Literal
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Final, Literal
 
 import attrs
 
@@ -42,12 +42,23 @@ class Plan:
         target_nodes: ids of the nodes the targets name.
         order: ids of the nodes to execute (run or load), dependencies first.
         decisions: node id -> :class:`Decision`, for every node of the graph.
+        options: the run's options (``kernel.run(options=...)``, CLI run options).
+        notes: node id -> a dict plan participants may fill (a computed cache key,
+            say); the node's middleware sees it as ``ctx.notes``.
     """
 
-    def __init__(self, graph: Graph, targets: dict[str, Ref], target_nodes: list[str]) -> None:
+    def __init__(
+        self,
+        graph: Graph,
+        targets: dict[str, Ref],
+        target_nodes: list[str],
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
         self.graph = graph
         self.targets = targets
         self.target_nodes = target_nodes
+        self.options: dict[str, Any] = dict(options or {})
+        self.notes: dict[str, dict[str, Any]] = {}
         self.order: list[str] = []
         self.decisions: dict[str, Decision] = {}
         self._frozen = False
@@ -100,7 +111,9 @@ class Plan:
         self._frozen = True
 
 
-def plan(graph: Graph, targets: Sequence[str] | None = None) -> Plan:
+def plan(
+    graph: Graph, targets: Sequence[str] | None = None, options: Mapping[str, Any] | None = None
+) -> Plan:
     """Prune ``graph`` to ``targets`` and order it; participants run afterwards.
 
     Raises:
@@ -110,7 +123,7 @@ def plan(graph: Graph, targets: Sequence[str] | None = None) -> Plan:
         GraphError: a ref points to a node or output that does not exist.
     """
     values, target_nodes = graph.resolve_targets(targets)
-    result = Plan(graph, values, target_nodes)
+    result = Plan(graph, values, target_nodes, options)
     nodes = graph.nodes
 
     needed = _reachable(graph, target_nodes, lambda nid: nodes[nid].deps)

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import click
 
     from ._kernel import Kernel
+    from ._runs import Run
     from .abc import ExecutorFactory, Middleware, Serializer, StoreFactory, TaskType
 
 _NAME: Final = re.compile(r"^[A-Za-z0-9_.:-]{1,80}$")
@@ -36,9 +37,10 @@ KINDS: Final = {
     "task_types": ("aliquot_register_task_types", "task type", ("name", "bind", "unpack")),
     "middleware": ("aliquot_register_middleware", "middleware", ("name", "order")),
     "commands": ("aliquot_register_commands", "command", ("name",)),
+    "run_options": ("aliquot_register_run_options", "run option", ("name", "opts")),
 }
 #: Commands the CLI defines itself; a plugin may not register these names.
-CORE_COMMANDS: Final = frozenset({"run", "runs", "show", "plugins", "store"})
+CORE_COMMANDS: Final = frozenset({"run", "runs", "show", "get", "plugins", "store"})
 
 
 class Registries:
@@ -51,6 +53,8 @@ class Registries:
         self.task_types: Registry[TaskType] = Registry("task type", hint=hint)
         self.middleware: Registry[Middleware] = Registry("middleware", hint=hint)
         self.commands: Registry[click.Command] = Registry("command", hint=hint)
+        self.run_options: Registry[click.Option] = Registry("run option", hint=hint)
+        self.run_views: Registry[Callable[[Run], Any]] = Registry("run view", hint=hint)
         self.value_roots: Registry[Callable[[Kernel], Iterable[str]]] = Registry(
             "value root", hint=hint
         )
@@ -60,24 +64,35 @@ class Registries:
         for kind, (hook, label, needs) in KINDS.items():
             registry: Registry[Any] = getattr(self, kind)
             manager.call_registration(hook, _registrar(registry, kind, label, needs))
-        manager.call_registration("aliquot_register_value_roots", self._root_registrar)
+        manager.call_registration("aliquot_register_value_roots", self._named(self.value_roots))
+        manager.call_registration("aliquot_register_run_views", self._named(self.run_views))
         self._note_replacements(manager)
 
-    def _root_registrar(self, plugin: str) -> Callable[..., None]:
-        def register(
-            name: str, provider: Callable[[Kernel], Iterable[str]], *, replace: bool = False
-        ) -> None:
-            if not callable(provider):
-                raise RegistrationError(
-                    f"plugin {plugin!r} registered value root {name!r} that is not callable"
-                )
-            self.value_roots.add(name, provider, plugin, replace=replace)
+    @staticmethod
+    def _named(registry: Registry[Any]) -> Callable[[str], Callable[..., None]]:
+        """A registrar for kinds registered as ``register(name, callable)``."""
 
-        return register
+        def make_register(plugin: str) -> Callable[..., None]:
+            def register(name: str, obj: Callable[..., Any], *, replace: bool = False) -> None:
+                if not isinstance(name, str) or not _NAME.match(name):
+                    raise RegistrationError(
+                        f"plugin {plugin!r} registered a {registry.kind} with an invalid name "
+                        f"{name!r}"
+                    )
+                if not callable(obj):
+                    raise RegistrationError(
+                        f"plugin {plugin!r} registered {registry.kind} {name!r}, "
+                        "which is not callable"
+                    )
+                registry.add(name, obj, plugin, replace=replace)
+
+            return register
+
+        return make_register
 
     def _note_replacements(self, manager: PluginManager) -> None:
         """Record every ``replace=True`` override on the replacing plugin's info."""
-        for kind in (*KINDS, "value_roots"):
+        for kind in (*KINDS, "value_roots", "run_views"):
             registry: Registry[Any] = getattr(self, kind)
             for entry in registry.entries():
                 info = manager.infos.get(entry.plugin)
@@ -102,6 +117,14 @@ def _registrar(
                     f"{', '.join(missing)} (see aliquot.abc)"
                 )
             name = obj.name
+            if kind == "run_options":
+                import click
+
+                if not isinstance(obj, click.Option):
+                    raise RegistrationError(
+                        f"plugin {plugin!r} registered {obj!r} as a run option; it must be a "
+                        "click.Option"
+                    )
             if kind == "commands":
                 import click
 
@@ -114,7 +137,7 @@ def _registrar(
                     raise RegistrationError(
                         f"plugin {plugin!r} registered command {name!r}, which is a core command"
                     )
-            elif not isinstance(name, str) or not _NAME.match(name):
+            elif kind != "run_options" and (not isinstance(name, str) or not _NAME.match(name)):
                 raise RegistrationError(
                     f"plugin {plugin!r} registered a {label} with an invalid name {name!r}"
                 )

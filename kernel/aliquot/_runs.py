@@ -213,6 +213,19 @@ class Run:
         self._values: dict[str, Any] = {}
         self._kernel = kernel
 
+    def __getattr__(self, name: str) -> Any:
+        """Views plugins register (``run.records``): see ``aliquot_register_run_views``."""
+        kernel = self.__dict__.get("_kernel")
+        if name.startswith("_") or kernel is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        views = kernel.run_views
+        if name not in views:
+            known = ", ".join(views.names()) or "none"
+            raise AttributeError(
+                f"a run has no attribute {name!r} (views plugins provide: {known})"
+            )
+        return views.get(name)(self)
+
     # ---------------------------------------------------------------- values
 
     def __getitem__(self, name: str) -> Any:

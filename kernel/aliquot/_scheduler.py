@@ -32,6 +32,7 @@ from ._errors import AliquotError
 from ._graph import Node, Ref
 from ._outcome import ErrorInfo, Outcome
 from ._runs import NodeRecord, Run, RunWriter
+from ._tasks import Output
 
 if TYPE_CHECKING:
     from ._kernel import Kernel
@@ -120,6 +121,11 @@ class Scheduler:
             for dep in deps:
                 self.dependents[dep].append(nid)
         self.consumers: dict[str, int] = {nid: len(self.dependents[nid]) for nid in order}
+        self.lazy_outputs: dict[str, list[Output]] = {}
+        for nid in order:
+            lazy = [o for o in graph_nodes[nid].task.outputs if o.lazy]
+            if lazy:
+                self.lazy_outputs[nid] = lazy
         self.target_nodes: dict[str, list[tuple[str, Ref]]] = {}
         for name, ref in plan.targets.items():
             self.target_nodes.setdefault(ref.node, []).append((name, ref))
@@ -236,12 +242,15 @@ class Scheduler:
             if self.direct and decision.action == "run":
                 # No middleware: skip the context object and the handler chain.
                 inputs, _ = self._resolve(node)
-                call = task_type.bind(node, inputs)
-                outcome = Outcome("computed", task_type.unpack(node, await executor.submit(call)))
+                result = await executor.submit(task_type.bind(node, inputs))
+                outcome = _computed(task_type, node, result)
             else:
                 ctx = NodeContext(
                     run, node, decision, task_type, executor, self.kernel.values, self.kernel.store
                 )
+                notes = self.plan.notes.get(nid)
+                if notes is not None:
+                    ctx.notes = notes
                 if decision.action == "run":
                     ctx.inputs, ctx.input_refs = self._resolve(node)
                 outcome = await self.handler(ctx)
@@ -259,8 +268,11 @@ class Scheduler:
                 exc, remote_traceback=task_traceback(exc, node.task.fn)
             )
             outcome = Outcome.failed(error)
-        if outcome.ok and nid in self.target_nodes and self.persist != "none":
-            outcome = await self._persist_targets(nid, outcome)
+        if outcome.ok and outcome.values:
+            if self.lazy_outputs.get(nid):
+                outcome = await self._store_lazy(node, outcome)
+            if nid in self.target_nodes and self.persist != "none":
+                outcome = await self._persist_targets(nid, outcome)
         self._finish_node(node, record, outcome, t0, ctx.info if ctx is not None else None)
 
     def _resolve(self, node: Node) -> tuple[dict[str, Any], dict[str, ArtifactRef]]:
@@ -313,9 +325,30 @@ class Scheduler:
             value = self.kernel.values.load(artifact)
         except Exception as exc:
             raise _NodeFailed(f"could not load input {param!r} ({ref}): {exc}", exc) from exc
-        # Keep it for the node's other consumers.
-        self.results[ref.node] = {**values, ref.output: value}
+        lazy = self.lazy_outputs.get(ref.node)
+        if not (lazy and any(o.name == ref.output for o in lazy)):
+            # Keep it for the node's other consumers (a lazy output is loaded by each).
+            self.results[ref.node] = {**values, ref.output: value}
         return value
+
+    async def _store_lazy(self, node: Node, outcome: Outcome) -> Outcome:
+        """Store the node's lazy outputs (unless stored already) and drop them from memory."""
+        refs = dict(outcome.refs)
+        values = dict(outcome.values)
+        for output in self.lazy_outputs[node.id]:
+            if output.name not in values:
+                continue
+            if output.name not in refs:
+                try:
+                    refs[output.name] = await self.kernel.values.asave(
+                        values[output.name], output.serializer
+                    )
+                except Exception as exc:
+                    raise _NodeFailed(
+                        f"lazy output {output.name!r} could not be stored: {exc}", exc
+                    ) from exc
+            del values[output.name]  # consumers load their own copy from the store
+        return Outcome(outcome.status, values, refs, outcome.reason, outcome.error, outcome.info)
 
     async def _persist_targets(self, nid: str, outcome: Outcome) -> Outcome:
         refs = dict(outcome.refs)
@@ -498,7 +531,16 @@ async def _terminal(ctx: NodeContext) -> Outcome:
         )
     call = ctx.task_type.bind(ctx.node, ctx.inputs)
     result = await ctx.executor.submit(call)
-    return Outcome("computed", ctx.task_type.unpack(ctx.node, result))
+    return _computed(ctx.task_type, ctx.node, result)
+
+
+def _computed(task_type: TaskType, node: Node, result: Any) -> Outcome:
+    """The outcome of a call that returned: its outputs, and what the task type learned."""
+    values = task_type.unpack(node, result)
+    facts = getattr(task_type, "facts", None)
+    if facts is None:
+        return Outcome("computed", values)
+    return Outcome("computed", values, info=dict(facts(node, result)))
 
 
 def _compose(middleware: list[Middleware], terminal: Handler) -> Handler:

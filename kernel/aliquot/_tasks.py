@@ -83,11 +83,17 @@ class Param:
 
 @attrs.frozen
 class Output:
-    """One named output of a task; ``serializer`` is an optional serializer name."""
+    """One named output of a task.
+
+    ``serializer`` is an optional serializer name. A ``lazy`` output is stored
+    as soon as it is produced and dropped from memory; every consumer loads its
+    own copy from the store.
+    """
 
     name: str
     annotation: Any = None
     serializer: str | None = None
+    lazy: bool = False
 
 
 @attrs.frozen

@@ -260,6 +260,11 @@ class TaskType(Protocol):
     graphs from runnable objects it knows (an experiment, an operator, a
     task-graph document). The kernel asks every task type in turn; the first
     graph wins.
+
+    And it may define ``facts(node, result) -> Mapping[str, Any]``: what the
+    call taught it besides the outputs (the ``stage`` type reports which
+    parameters the stage read). The kernel puts them in the outcome's ``info``,
+    where middleware (the cache) reads them; they must be JSON-serializable.
     """
 
     name: str

@@ -22,7 +22,7 @@ import click
 
 from ._version import __version__
 
-CORE = ("run", "runs", "show", "plugins", "store")
+CORE = ("run", "runs", "show", "get", "plugins", "store")
 
 
 class CliState:
@@ -34,13 +34,20 @@ class CliState:
         self.traceback = traceback
         self._manager: Any = None
         self._commands: dict[str, click.Command] = {}
+        self._run_options: list[click.Option] = []
 
-    def open_kernel(self, store: str | None = None, *, plugins: Sequence[object] = ()) -> Any:
+    def open_kernel(
+        self, store: str | None = None, *, plugins: Sequence[object] = (), readonly: bool = False
+    ) -> Any:
         """Open a kernel on ``store`` with the ``-p`` options of this invocation."""
         from ._kernel import Kernel
 
         return Kernel.open(
-            store or default_store(), plugins=plugins, load=self.load, block=self.block
+            store or default_store(),
+            plugins=plugins,
+            load=self.load,
+            block=self.block,
+            readonly=readonly,
         )
 
     def plugin_manager(self) -> Any:
@@ -60,7 +67,13 @@ class CliState:
             registries.fill(manager)
             self._manager = manager
             self._commands = dict(registries.commands.items())
+            self._run_options = [option for _, option in registries.run_options.items()]
         return self._manager
+
+    def plugin_run_options(self) -> list[click.Option]:
+        """Options plugins add to ``aliquot run`` (loading plugins tolerantly if needed)."""
+        self.plugin_manager()
+        return list(self._run_options)
 
     def plugin_commands(self) -> dict[str, click.Command]:
         """Commands registered by plugins (loading plugins tolerantly if needed)."""
@@ -91,6 +104,23 @@ def _argv_plugin_args(args: Sequence[str]) -> list[str]:
     return out
 
 
+def _with_plugin_options(command: click.Command, state: CliState) -> click.Command:
+    """``run`` with the options plugins registered appended (same callback)."""
+    import copy
+
+    try:
+        extra = state.plugin_run_options()
+    except Exception:  # --help must survive anything a plugin does
+        return command
+    taken = {p.name for p in command.params} | {o for p in command.params for o in p.opts}
+    added = [o for o in extra if o.name not in taken and not set(o.opts) & taken]
+    if not added:
+        return command
+    extended = copy.copy(command)
+    extended.params = [*command.params, *added]
+    return extended
+
+
 class AliquotGroup(click.Group):
     """The root group: core commands, plus commands plugins register (loaded lazily)."""
 
@@ -107,6 +137,8 @@ class AliquotGroup(click.Group):
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         command = super().get_command(ctx, cmd_name)
+        if command is not None and cmd_name == "run":
+            return _with_plugin_options(command, _state(ctx))
         if command is not None:
             return command
         try:
@@ -202,6 +234,13 @@ def _parse_input(text: str) -> tuple[str, Any]:
     help="inline (default), threads, processes...",
 )
 @click.option(
+    "--parallel",
+    type=click.IntRange(1, 4096),
+    default=None,
+    metavar="N",
+    help="Run independent nodes in N worker processes (same as --executor processes:N).",
+)
+@click.option(
     "--deadline",
     type=float,
     default=None,
@@ -209,35 +248,51 @@ def _parse_input(text: str) -> tuple[str, Any]:
     help="Cancel the run after this long.",
 )
 @click.option("--fail-fast", is_flag=True, help="Cancel everything else when a node fails.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print what would run, load from the cache or be skipped, and why; write nothing.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 @store_option
 @json_option
 @click.pass_context
 def run(
     ctx: click.Context,
+    /,
     target: str,
     inputs: tuple[str, ...],
     targets: tuple[str, ...],
     executor: str | None,
+    parallel: int | None,
     deadline: float | None,
     fail_fast: bool,
+    dry_run: bool,
     quiet: bool,
     store: str | None,
     as_json: bool,
+    **plugin_options: Any,
 ) -> None:
     """Run TARGET: `file.py`, `file.py:object`, `module` or `module:object`.
 
     A bare file or module runs every task defined in it; an object names a
     task, a list of tasks, or anything a plugin knows how to run.
     """
+    from ._errors import AliquotError, RunInterrupted
     from ._loader import load_target
     from ._progress import ProgressReporter
 
     state = _state(ctx)
     values = dict(_parse_input(text) for text in inputs)
+    options = {k: v for k, v in plugin_options.items() if v not in (None, False, ())}
+    if parallel is not None:
+        if executor is not None:
+            raise click.UsageError("give --parallel or --executor, not both")
+        executor = f"processes:{parallel}"
+    if dry_run:
+        _dry_run(state, store, target, values, list(targets) or None, executor, options, as_json)
+        return
     observers: list[object] = [] if quiet else [ProgressReporter()]
-    from ._errors import RunInterrupted
-
     kernel = state.open_kernel(store, plugins=observers)
     try:
         obj = load_target(target)
@@ -248,10 +303,13 @@ def run(
             executor=executor,
             deadline=deadline,
             fail_fast=fail_fast,
+            options=options,
         )
     except RunInterrupted as exc:
         click.echo(f"aliquot: interrupted; run {exc.run.id} is stored as cancelled", err=True)
         ctx.exit(130)
+    except AliquotError:
+        raise
     finally:
         kernel.close()
     if as_json:
@@ -267,6 +325,50 @@ def run(
             click.echo(f"node {record.id} failed: {record.reason}", err=True)
         click.echo(f"see `aliquot show {result.id}` for the traceback", err=True)
         ctx.exit(1)
+
+
+def _dry_run(
+    state: CliState,
+    store: str | None,
+    target: str,
+    inputs: dict[str, Any],
+    targets: list[str] | None,
+    executor: str | None,
+    options: dict[str, Any],
+    as_json: bool,
+) -> None:
+    """Plan and print what would run, load or skip, and why; write nothing at all."""
+    from ._loader import load_target
+
+    location = store or default_store()
+    exists = location.startswith("memory://") or os.path.exists(
+        os.path.join(location, "index", "data.mdb")
+    )
+    # An existing store is opened read-only; a missing one is not created.
+    kernel = state.open_kernel(location if exists else "memory://", readonly=exists)
+    try:
+        plan = kernel.plan(
+            load_target(target), inputs=inputs, targets=targets, executor=executor, options=options
+        )
+    finally:
+        kernel.close()
+    rows = [
+        {"node": nid, "action": d.action, "reason": d.reason} for nid, d in plan.decisions.items()
+    ]
+    if as_json:
+        import orjson
+
+        doc = {"counts": plan.counts(), "nodes": rows, "targets": list(plan.targets)}
+        click.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
+        return
+    table = [("NODE", "WOULD", "WHY")]
+    table += [(r["node"], r["action"], r["reason"]) for r in rows]
+    _table(table)
+    counts = plan.counts()
+    click.echo(
+        f"\n{counts['run']} to run, {counts['load']} from the cache, {counts['skip']} skipped "
+        "(dry run: nothing was run or written)"
+    )
 
 
 def _print_outputs(result: Any) -> None:
@@ -368,6 +470,121 @@ def show(ctx: click.Context, run_ref: str, store: str | None, as_json: bool) -> 
     for node in doc["nodes"]:
         if node["error"]:
             click.echo(f"\n--- {node['id']} failed ---\n{node['error']['traceback'].rstrip()}")
+
+
+@cli.command()
+@click.argument("run_ref", metavar="RUN")
+@click.argument("name")
+@click.option("--record", "-r", default=None, metavar="R", help="The output of record R.")
+@click.option(
+    "--output", "-o", "path", default=None, metavar="FILE", help="Write the value to FILE."
+)
+@store_option
+@json_option
+@click.pass_context
+def get(
+    ctx: click.Context,
+    run_ref: str,
+    name: str,
+    record: str | None,
+    path: str | None,
+    store: str | None,
+    as_json: bool,
+) -> None:
+    """Print (or write to a file) a value a run stored.
+
+    NAME is a target of the run (`mean`, `small.mean`) or the name of an output
+    of one of its nodes; with --record, the output of that record's node.
+    With -o, bytes and text are written as they are, numpy arrays as .npy, and
+    anything JSON can carry as JSON.
+    """
+    from ._errors import AliquotError
+
+    kernel = _state(ctx).open_kernel(store, readonly=_store_exists(store))
+    try:
+        result = kernel.get_run(run_ref)
+        ref = _find_output(result, name, record)
+        value = kernel.values.load(ref)
+    finally:
+        kernel.close()
+    if path is not None:
+        _write_value(value, path)
+        click.echo(f"wrote {ref.type} ({ref.size} bytes stored) to {path}", err=True)
+        return
+    if as_json:
+        import orjson
+
+        try:
+            click.echo(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode())
+        except TypeError as exc:
+            raise AliquotError(f"{name} ({ref.type}) cannot be printed as JSON: {exc}") from exc
+        return
+    click.echo(repr(value))
+
+
+def _store_exists(store: str | None) -> bool:
+    location = store or default_store()
+    return not location.startswith("memory://") and os.path.exists(
+        os.path.join(location, "index", "data.mdb")
+    )
+
+
+def _find_output(result: Any, name: str, record: str | None) -> Any:
+    from ._errors import AliquotError
+
+    candidates = []
+    if record is None and name in result.targets:
+        target = result.targets[name]
+        node = result.nodes.get(target.node)
+        if node is not None and target.output in node.outputs:
+            return node.outputs[target.output]
+    for node in result.nodes.values():
+        if record is not None and node.labels.get("record") != record:
+            continue
+        if name in node.outputs:
+            candidates.append(node)
+    if len(candidates) == 1:
+        return candidates[0].outputs[name]
+    where = f" of record {record!r}" if record else ""
+    if not candidates:
+        raise AliquotError(
+            f"run {result.id} stored no output {name!r}{where} (see `aliquot show {result.id}`)"
+        )
+    records = sorted({n.labels.get("record", n.id) for n in candidates})
+    raise AliquotError(
+        f"{len(candidates)} nodes of run {result.id} stored an output {name!r}; "
+        f"choose one with --record ({', '.join(records)})"
+    )
+
+
+def _write_value(value: Any, path: str) -> None:
+    from ._errors import AliquotError
+
+    if isinstance(value, (bytes, bytearray)):
+        with open(path, "wb") as fh:
+            fh.write(value)
+        return
+    if isinstance(value, str):
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(value)
+        return
+    if type(value).__module__ == "numpy":
+        import numpy as np
+
+        with open(path, "wb") as fh:
+            np.save(fh, value, allow_pickle=False)
+        return
+    import orjson
+
+    try:
+        data = orjson.dumps(value, option=orjson.OPT_INDENT_2)
+    except TypeError as exc:
+        raise AliquotError(
+            f"a {type(value).__name__} has no file form here; load it in Python with "
+            "kernel.get_run(...)[name]"
+        ) from exc
+    with open(path, "wb") as fh:
+        fh.write(data)
 
 
 @cli.command()

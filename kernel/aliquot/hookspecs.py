@@ -58,6 +58,8 @@ __all__ = [
     "aliquot_register_commands",
     "aliquot_register_executors",
     "aliquot_register_middleware",
+    "aliquot_register_run_options",
+    "aliquot_register_run_views",
     "aliquot_register_serializers",
     "aliquot_register_stores",
     "aliquot_register_task_types",
@@ -175,10 +177,48 @@ def aliquot_register_commands(register: Callable[..., None]) -> None:
 
     :param register: ``register(command, *, replace=False)``; ``command`` is a
         :class:`click.Command`, registered under ``command.name``. It may not
-        shadow a core command (``run``, ``runs``, ``show``, ``plugins``, ``store``).
+        shadow a core command (``run``, ``runs``, ``show``, ``get``, ``plugins``, ``store``).
     :returns: nothing.
 
     Implemented by: no builtin of the kernel distribution yet.
+    """
+
+
+@hookspec
+def aliquot_register_run_options(register: Callable[..., None]) -> None:
+    """Register command-line options for ``aliquot run``.
+
+    Called by the CLI when it builds the ``run`` command (for running and for
+    its ``--help``). The value of each option reaches the run as
+    ``options[option.name]`` -- in ``TaskType.plan`` (``request.options``) and
+    in plan participants (``plan.options``) -- exactly as
+    ``kernel.run(..., options={...})`` passes it from Python. An option whose
+    value is its default (``None``, ``False``, an empty tuple) is left out.
+
+    :param register: ``register(option, *, replace=False)``; ``option`` is a
+        :class:`click.Option` (its ``name`` is the key); it may not reuse a
+        name of ``run``'s own options.
+    :returns: nothing.
+
+    Implemented by: ``aliquot_builtins.stages`` (``--params``, ``--names``,
+    ``--indices``) and ``aliquot_builtins.cache`` (``--overwrite``,
+    ``--overwrite-stage``).
+    """
+
+
+@hookspec
+def aliquot_register_run_views(register: Callable[..., None]) -> None:
+    """Register views of runs: objects reached as attributes of a run (``run.records``).
+
+    Called once by the kernel while it is built. ``run.NAME`` (for a name the
+    :class:`aliquot.Run` does not define itself) calls ``factory(run)``; the
+    factory must work for runs loaded from the store too.
+
+    :param register: ``register(name, factory, *, replace=False)``;
+        ``factory(run) -> object``.
+    :returns: nothing.
+
+    Implemented by: ``aliquot_builtins.stages`` (``records``).
     """
 
 

@@ -342,9 +342,7 @@ def test_progress_for_large_runs_prints_summaries_not_a_line_per_node(
     monkeypatch.setattr(_progress.time, "monotonic", lambda: float(next(clock)))
     stream = io.StringIO()
     namespace: dict = {}
-    exec(
-        "\n".join(f"def p{i}():\n    return {i}\n" for i in range(6)), namespace
-    )
+    exec("\n".join(f"def p{i}():\n    return {i}\n" for i in range(6)), namespace)
     tasks = [aliquot.task(outputs=[f"p{i}"])(namespace[f"p{i}"]) for i in range(6)]
     with aliquot.testing.make_kernel([ProgressReporter(stream, interactive=False)]) as kernel:  # type: ignore[attr-defined]
         kernel.run(tasks)
@@ -353,3 +351,121 @@ def test_progress_for_large_runs_prints_summaries_not_a_line_per_node(
     assert not any("computed  p" in line for line in lines)  # no per-node lines
     assert any(line.strip().startswith("[") and "computed" in line for line in lines)
     assert lines[-1].endswith("6 computed")
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    return {
+        str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in root.rglob("*")
+        if p.is_file() and p.name not in ("lock.mdb", "writers.lock")
+    }
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(project: Path) -> None:
+    result = run_cli("run", "tasks.py", "--dry-run")
+    assert result.exit_code == 0, result
+    assert "load" in result.stdout and "run" in result.stdout
+    assert "2 to run, 0 from the cache, 0 skipped" in result.stdout
+    assert not (project / ".aliquot").exists()  # no store is created
+    assert run_cli("run", "tasks.py", "-q").exit_code == 0
+    before = _snapshot(project / ".aliquot")
+    shown = run_cli("run", "tasks.py", "--dry-run", "--json", "-t", "data")
+    assert shown.exit_code == 0
+    doc = json.loads(shown.stdout)
+    assert doc["counts"] == {"run": 1, "load": 0, "skip": 1}
+    assert {n["node"]: n["action"] for n in doc["nodes"]} == {"load": "run", "total": "skip"}
+    assert _snapshot(project / ".aliquot") == before
+    assert len(json.loads(run_cli("runs", "--json").stdout)) == 1
+
+
+def test_parallel_runs_on_processes(project: Path) -> None:
+    result = run_cli("run", "tasks.py", "--parallel", "2", "-q", "--json")
+    assert result.exit_code == 0, result
+    assert json.loads(result.stdout)["executor"] == "processes:2"
+    both = run_cli("run", "tasks.py", "--parallel", "2", "-e", "threads")
+    assert both.exit_code == 2
+    assert "not both" in both.stderr
+
+
+OPTION_PLUGIN = """
+import click, aliquot
+
+@aliquot.hookimpl
+def aliquot_register_run_options(register):
+    register(click.Option(["--flavour"], default=None, help="A flavour for the plan."))
+
+class Seen:
+    name = "seen"
+    order = 0
+    handles = frozenset()
+
+    def plan(self, plan, kernel):
+        for nid in plan.order:
+            plan.notes[nid] = {"flavour": plan.options.get("flavour")}
+
+    async def __call__(self, ctx, call_next):
+        outcome = await call_next(ctx)
+        ctx.info["flavour"] = ctx.notes.get("flavour")
+        return outcome
+
+@aliquot.hookimpl
+def aliquot_register_middleware(register):
+    register(Seen())
+"""
+
+
+def test_plugins_add_options_to_run(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (project / "flavour_plugin.py").write_text(OPTION_PLUGIN)
+    monkeypatch.syspath_prepend(str(project))
+    helped = run_cli("-p", "flavour_plugin", "run", "--help")
+    assert helped.exit_code == 0 and "--flavour" in helped.stdout
+    result = run_cli("-p", "flavour_plugin", "run", "tasks.py", "--flavour", "mint", "-q", "--json")
+    assert result.exit_code == 0, result
+    infos = [n["info"] for n in json.loads(result.stdout)["nodes"]]
+    assert infos == [{"flavour": "mint"}, {"flavour": "mint"}]
+    plain = run_cli("run", "tasks.py", "--flavour", "mint")
+    assert plain.exit_code == 2 and "No such option" in plain.stderr
+
+
+def test_get_prints_or_writes_a_stored_value(project: Path) -> None:
+    (project / "many.py").write_text(
+        "import aliquot\n"
+        "@aliquot.task(outputs=['blob', 'text', 'obj'])\n"
+        "def many():\n"
+        "    return b'\\x00\\x01', 'hello', {'a': [1, 2]}\n"
+    )
+    assert run_cli("run", "many.py", "-q").exit_code == 0
+    assert run_cli("get", "latest", "obj").stdout.strip() == "{'a': [1, 2]}"
+    assert json.loads(run_cli("get", "latest", "obj", "--json").stdout) == {"a": [1, 2]}
+    for name, path, expected in (
+        ("blob", "b.bin", b"\x00\x01"),
+        ("text", "t.txt", b"hello"),
+        ("obj", "o.json", b'{\n  "a": [\n    1,\n    2\n  ]\n}'),
+    ):
+        result = run_cli("get", "latest", name, "-o", path)
+        assert result.exit_code == 0, result
+        assert (project / path).read_bytes() == expected
+    missing = run_cli("get", "latest", "nothing")
+    assert missing.exit_code == 2 and "stored no output 'nothing'" in missing.stderr
+
+
+def test_get_with_records_and_ambiguity(project: Path) -> None:
+    from aliquot import Graph, Node, Ref
+    from aliquot_builtins.function import make_spec
+
+    def ident(v: int) -> int:
+        return v
+
+    spec = make_spec(ident, outputs=["out"])
+    graph = Graph()
+    for name in ("small", "big"):
+        graph.add(Node(name, spec, {"v": len(name)}, labels={"record": name}))
+        graph.name(f"{name}.out", Ref(name, "out"))
+        graph.default_targets.append(f"{name}.out")
+    store = project / ".aliquot"
+    with aliquot.Kernel.open(store) as kernel:
+        kernel.run(graph)
+    ambiguous = run_cli("get", "latest", "out")
+    assert ambiguous.exit_code == 2 and "choose one with --record (big, small)" in ambiguous.stderr
+    assert run_cli("get", "latest", "out", "--record", "big").stdout.strip() == "3"
+    assert run_cli("get", "latest", "small.out").stdout.strip() == "5"

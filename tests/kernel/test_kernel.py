@@ -311,3 +311,80 @@ def test_the_collector_state_is_restored_after_planning() -> None:
             assert not gc.isenabled()  # a host that disabled it keeps it disabled
         finally:
             gc.enable()
+
+
+class _Participant:
+    """A middleware that notes plan options and passes notes to execution."""
+
+    name = "participant"
+    order = 0
+    handles: frozenset[str] = frozenset()
+
+    def __init__(self) -> None:
+        self.seen_options: list[dict] = []
+        self.seen_notes: list[dict] = []
+
+    def plan(self, plan: aliquot.Plan, kernel: aliquot.Kernel) -> None:
+        self.seen_options.append(dict(plan.options))
+        for nid in plan.order:
+            plan.notes[nid] = {"flavour": plan.options.get("flavour")}
+
+    async def __call__(self, ctx: aliquot.NodeContext, call_next):  # type: ignore[no-untyped-def]
+        self.seen_notes.append(dict(ctx.notes))
+        return await call_next(ctx)
+
+
+def _participant_plugin(mw: _Participant) -> object:
+    class Plugin:
+        __name__ = "participant-plugin"
+
+        @aliquot.hookimpl
+        def aliquot_register_middleware(self, register):  # type: ignore[no-untyped-def]
+            register(mw)
+
+    return Plugin()
+
+
+def test_run_options_reach_plan_participants_and_notes_reach_middleware() -> None:
+    mw = _Participant()
+    with make_kernel([_participant_plugin(mw)]) as kernel:
+        kernel.run([value], options={"flavour": "mint"})
+        kernel.plan([value], options={"flavour": "lime"})
+    assert mw.seen_options == [{"flavour": "mint"}, {"flavour": "lime"}]
+    assert mw.seen_notes == [{"flavour": "mint"}]
+
+
+def test_run_views_are_reached_as_attributes_of_runs(store_path: Path) -> None:
+    class Views:
+        __name__ = "views-plugin"
+
+        @aliquot.hookimpl
+        def aliquot_register_run_views(self, register):  # type: ignore[no-untyped-def]
+            register("summary", lambda run: f"{run.id}:{run.status}")
+
+    with aliquot.Kernel.open(store_path, plugins=[Views()]) as kernel:
+        run = kernel.run([value])
+        assert run.summary == f"{run.id}:succeeded"
+        assert kernel.get_run(run.id).summary == f"{run.id}:succeeded"
+        with pytest.raises(AttributeError, match="views plugins provide: summary"):
+            run.nothing  # noqa: B018
+
+
+def test_a_readonly_kernel_writes_nothing_and_refuses_to_run(store_path: Path) -> None:
+    import hashlib
+
+    with pytest.raises(aliquot.StoreError, match="no store at"):
+        aliquot.Kernel.open(store_path, readonly=True)
+    assert not store_path.exists()
+    with aliquot.Kernel.open(store_path) as kernel:
+        run_id = kernel.run([value]).id
+    before = hashlib.sha256((store_path / "index" / "data.mdb").read_bytes()).hexdigest()
+    with aliquot.Kernel.open(store_path, readonly=True) as kernel:
+        assert kernel.get_run(run_id)["value"] == 10
+        assert kernel.plan([value]).counts()["run"] == 1
+        with pytest.raises(aliquot.AliquotError, match="read-only"):
+            kernel.run([value])
+        with pytest.raises(aliquot.StoreError, match="read-only"):
+            kernel.store.put("x", b"k", b"v")
+    after = hashlib.sha256((store_path / "index" / "data.mdb").read_bytes()).hexdigest()
+    assert before == after

@@ -436,3 +436,72 @@ def test_unstorable_target_value_warns_but_the_run_succeeds() -> None:
         run = kernel.run([lock])
     assert run.status == "succeeded"
     assert any("was not stored" in w for w in run.warnings)
+
+
+def test_a_task_type_reports_facts_into_the_node_record() -> None:
+    """A task type's facts(node, result) land in the outcome's info and the node record."""
+    from aliquot_builtins.function import FunctionTaskType, make_spec
+
+    class Counting(FunctionTaskType):
+        name = "counting"
+
+        def facts(self, node: Any, result: Any) -> dict[str, Any]:
+            return {"result_type": type(result).__name__}
+
+    class Plugin:
+        __name__ = "counting-plugin"
+
+        @aliquot.hookimpl
+        def aliquot_register_task_types(self, register: Any) -> None:
+            register(Counting())
+
+    def answer() -> int:
+        return 42
+
+    spec = make_spec(answer, outputs=["answer"])
+    spec = aliquot.TaskSpec(
+        spec.name, "counting", spec.fn, spec.inputs, spec.outputs, extra=spec.extra
+    )
+    graph = aliquot.Graph()
+    graph.add(aliquot.Node("answer", spec))
+    graph.name("answer", aliquot.Ref("answer", "answer"))
+    graph.default_targets.append("answer")
+    with make_kernel([Plugin()]) as kernel:
+        run = kernel.run(graph)
+        stored = kernel.get_run(run.id)
+    assert run["answer"] == 42
+    assert stored.nodes["answer"].info == {"result_type": "int"}
+
+
+def test_lazy_outputs_are_stored_and_each_consumer_loads_its_own_copy() -> None:
+    from aliquot import Graph, Node, Output, Ref
+    from aliquot_builtins.function import make_spec
+
+    def produce() -> list[int]:
+        return [1, 2, 3]
+
+    def consume(values: list[int]) -> list[int]:
+        values.append(99)  # must not leak into the other consumer's copy
+        return values
+
+    lazy_spec = make_spec(produce, outputs=["data"])
+    lazy_spec = aliquot.TaskSpec(
+        lazy_spec.name,
+        lazy_spec.kind,
+        lazy_spec.fn,
+        lazy_spec.inputs,
+        (Output("data", lazy=True),),
+        extra=lazy_spec.extra,
+    )
+    consumer = make_spec(consume, outputs=["out"])
+    graph = Graph()
+    graph.add(Node("produce", lazy_spec))
+    graph.add(Node("a", consumer, {"values": Ref("produce", "data")}))
+    graph.add(Node("b", consumer, {"values": Ref("produce", "data")}))
+    graph.name("a", Ref("a", "out"))
+    graph.name("b", Ref("b", "out"))
+    graph.default_targets.extend(["a", "b"])
+    with make_kernel() as kernel:
+        run = kernel.run(graph)
+    assert run["a"] == [1, 2, 3, 99] and run["b"] == [1, 2, 3, 99]
+    assert "data" in run.nodes["produce"].outputs  # stored

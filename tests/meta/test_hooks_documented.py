@@ -26,7 +26,10 @@ def test_there_are_hooks_of_both_shapes() -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_hook_is_in_spec_with_its_exact_signature(name: str) -> None:
     signature = hookspecs.spec_signature(name)
-    assert f"### {signature}\n" in HOOKS_MD, f"spec/hooks.md lacks a heading '### {signature}'"
+    assert f"### {signature}\n" in HOOKS_MD, (
+        f"spec/hooks.md lacks a heading '### {signature}'; "
+        "run `python tests/meta/regenerate_hooks_md.py`"
+    )
 
 
 @pytest.mark.parametrize("name", NAMES)
