@@ -34,6 +34,8 @@ class NodeContext:
         attempt: 1 for the first try; retry middleware increments it.
         info: plugin data copied into the node's record (must be JSON-serializable).
         notes: what plan participants noted for this node (``plan.notes[node.id]``).
+        upstream_refs: node id -> output name -> :class:`~aliquot.ArtifactRef` of every
+            stored output produced so far in this run (for refs nested in lists and dicts).
     """
 
     run: Run
@@ -48,6 +50,7 @@ class NodeContext:
     attempt: int = 1
     info: dict[str, Any] = attrs.field(factory=dict)
     notes: dict[str, Any] = attrs.field(factory=dict)
+    upstream_refs: Mapping[str, Mapping[str, ArtifactRef]] = attrs.field(factory=dict)
 
     @property
     def upstream(self) -> Mapping[str, Any]:

@@ -134,6 +134,8 @@ class Graph:
         self.source = source
         #: Data a task type attaches for its own plan participants (e.g. records).
         self.extra: dict[str, Any] = {}
+        #: Problems found while building the graph that do not stop it (recorded on the run).
+        self.warnings: list[str] = []
 
     def add(self, node: Node) -> Node:
         if node.id in self.nodes:

@@ -226,6 +226,18 @@ class Kernel:
                 raise AliquotError("inputs cannot be given with a ready-made Graph")
             return target
         request = PlanRequest(inputs, options or {})
+        for name, task_type in self.task_types.items():
+            planner = getattr(task_type, "plan", None)
+            if planner is None:
+                continue
+            graph = planner(target, request)
+            if graph is not None:
+                if not isinstance(graph, Graph):
+                    raise AliquotError(
+                        f"task type {name!r} returned {type(graph).__name__} from plan(), "
+                        "not a Graph"
+                    )
+                return graph
         spec = task_spec_of(target)
         if spec is not None:
             return graph_from_tasks([spec], inputs, source=spec.name)
@@ -239,18 +251,6 @@ class Kernel:
                     )
                 specs.append(item_spec)
             return graph_from_tasks(specs, inputs, source="task list")
-        for name, task_type in self.task_types.items():
-            planner = getattr(task_type, "plan", None)
-            if planner is None:
-                continue
-            graph = planner(target, request)
-            if graph is not None:
-                if not isinstance(graph, Graph):
-                    raise AliquotError(
-                        f"task type {name!r} returned {type(graph).__name__} from plan(), "
-                        "not a Graph"
-                    )
-                return graph
         if isinstance(target, types.ModuleType):
             specs = tasks_in_module(target)
             if not specs:
@@ -474,6 +474,7 @@ class Kernel:
                     plugins=self.manifest(),
                     kernel=self,
                 )
+                run.warnings.extend(graph.warnings)
                 box["run"] = run
                 from ._scheduler import Scheduler  # imports trio: only when something runs
 

@@ -49,9 +49,16 @@ class ProgressReporter:
         self.done = 0
         self.counts = {}
         self.running = {}
-        skipped = plan.counts().get("skip", 0)
-        extra = f", {skipped} not needed" if skipped else ""
-        self._write(f"run {run.id}: {self.total} node(s) to execute{extra}\n")
+        counts = plan.counts()
+        skipped = f", {counts['skip']} not needed" if counts["skip"] else ""
+        if counts["run"] == 0 and counts["load"]:
+            self._write(
+                f"run {run.id}: nothing to compute: {counts['load']} node(s) served from the "
+                f"cache{skipped}\n"
+            )
+            return
+        cached = f" ({counts['load']} from the cache)" if counts["load"] else ""
+        self._write(f"run {run.id}: {self.total} node(s) to execute{cached}{skipped}\n")
 
     @hookimpl
     def aliquot_node_started(self, run: Run, node: Node) -> None:

@@ -251,6 +251,7 @@ class Scheduler:
                 notes = self.plan.notes.get(nid)
                 if notes is not None:
                     ctx.notes = notes
+                ctx.upstream_refs = self.refs
                 if decision.action == "run":
                     ctx.inputs, ctx.input_refs = self._resolve(node)
                 outcome = await self.handler(ctx)

@@ -278,7 +278,7 @@ def run(
     A bare file or module runs every task defined in it; an object names a
     task, a list of tasks, or anything a plugin knows how to run.
     """
-    from ._errors import AliquotError, RunInterrupted
+    from ._errors import RunInterrupted
     from ._loader import load_target
     from ._progress import ProgressReporter
 
@@ -305,19 +305,17 @@ def run(
             fail_fast=fail_fast,
             options=options,
         )
+        if as_json:
+            import orjson
+
+            click.echo(orjson.dumps(result.to_json(), option=orjson.OPT_INDENT_2).decode())
+        else:
+            _print_outputs(result)  # values served from the cache load from the open store
     except RunInterrupted as exc:
         click.echo(f"aliquot: interrupted; run {exc.run.id} is stored as cancelled", err=True)
         ctx.exit(130)
-    except AliquotError:
-        raise
     finally:
         kernel.close()
-    if as_json:
-        import orjson
-
-        click.echo(orjson.dumps(result.to_json(), option=orjson.OPT_INDENT_2).decode())
-    else:
-        _print_outputs(result)
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
     if result.status != "succeeded":

@@ -347,7 +347,7 @@ def _participant_plugin(mw: _Participant) -> object:
 
 def test_run_options_reach_plan_participants_and_notes_reach_middleware() -> None:
     mw = _Participant()
-    with make_kernel([_participant_plugin(mw)]) as kernel:
+    with make_kernel([_participant_plugin(mw)], block=["cache"]) as kernel:
         kernel.run([value], options={"flavour": "mint"})
         kernel.plan([value], options={"flavour": "lime"})
     assert mw.seen_options == [{"flavour": "mint"}, {"flavour": "lime"}]
@@ -381,7 +381,8 @@ def test_a_readonly_kernel_writes_nothing_and_refuses_to_run(store_path: Path) -
     before = hashlib.sha256((store_path / "index" / "data.mdb").read_bytes()).hexdigest()
     with aliquot.Kernel.open(store_path, readonly=True) as kernel:
         assert kernel.get_run(run_id)["value"] == 10
-        assert kernel.plan([value]).counts()["run"] == 1
+        counts = kernel.plan([value]).counts()
+        assert counts["run"] + counts["load"] == 1
         with pytest.raises(aliquot.AliquotError, match="read-only"):
             kernel.run([value])
         with pytest.raises(aliquot.StoreError, match="read-only"):

@@ -419,7 +419,7 @@ def test_target_values_are_persisted_and_reload_in_a_new_kernel(store_path: Any)
 
 
 def test_persist_none_stores_no_values() -> None:
-    with make_kernel() as kernel:
+    with make_kernel(block=["cache"]) as kernel:  # the cache stores what it caches
         run = kernel.run([base], persist="none")
         assert run["base"] == 1  # in memory
         assert kernel.get_run(run.id).nodes["base"].outputs == {}
@@ -466,7 +466,7 @@ def test_a_task_type_reports_facts_into_the_node_record() -> None:
     graph.add(aliquot.Node("answer", spec))
     graph.name("answer", aliquot.Ref("answer", "answer"))
     graph.default_targets.append("answer")
-    with make_kernel([Plugin()]) as kernel:
+    with make_kernel([Plugin()], block=["cache"]) as kernel:
         run = kernel.run(graph)
         stored = kernel.get_run(run.id)
     assert run["answer"] == 42

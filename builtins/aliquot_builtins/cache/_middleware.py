@@ -1,0 +1,483 @@
+"""The cache: a plan participant that loads what it can, and middleware around every node.
+
+Key (``spec/cache.md`` has the full contract). A node's *prefix* is the SHA-256
+of its key material:
+
+- the task's qualified name, kind, and the name and version of the plugin that
+  owns its task type;
+- its code fingerprint (own code, reached project functions and constants);
+- for each bound parameter, its *data version*: the content digest (and
+  serializer) of an upstream stored output, the canonical fingerprint of a
+  constant, or -- for parameters the task type tracks by reads (a stage's
+  ``record``) -- nothing here;
+- for each output, the serializer asked for (or ``auto``).
+
+Under one prefix there may be several entries: each records which parameters
+the task *read* (paths such as ``record.params.n``) and their fingerprints. An
+entry is a hit when every read it recorded has the same fingerprint now, the
+material stored with it equals the current material, its serializers are still
+registered at the same versions, and its values are still in the store.
+
+Early cutoff: an upstream node recomputed to the same bytes has the same data
+version, so its downstream still hits. Errors are never cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+import orjson
+
+from aliquot import ArtifactRef, Outcome, Ref
+
+from ._canonical import Unfingerprintable, digest, fingerprint
+from ._fingerprint import CodeFingerprints
+
+if TYPE_CHECKING:
+    from aliquot import Kernel, Node, NodeContext, Plan, TaskSpec
+    from aliquot.abc import Handler
+
+FORMAT: Final = 1
+SPACE: Final = "cache"
+SLOTS: Final = "cache_slots"
+#: A node that took at least this long is committed at once: a crash right after
+#: it must not throw its work away (quick nodes wait for the group commit).
+COMMIT_AFTER: Final = 0.25
+_MISSING: Final = object()
+
+
+class Entry:
+    """A stored cache entry (decoded)."""
+
+    __slots__ = ("doc", "key")
+
+    def __init__(self, key: bytes, doc: dict[str, Any]) -> None:
+        self.key = key
+        self.doc = doc
+
+    @property
+    def outputs(self) -> dict[str, ArtifactRef]:
+        return {k: ArtifactRef.from_json(v) for k, v in self.doc["outputs"].items()}
+
+    @property
+    def run(self) -> str:
+        return str(self.doc.get("run", "?"))
+
+
+def entry_prefix(prefix: bytes) -> bytes:
+    return b"e" + prefix
+
+
+def slot_of(node: Node) -> str:
+    """Where a node lives across runs (task and labels): what explain compares with."""
+    labels = ",".join(f"{k}={v}" for k, v in sorted(node.labels.items()))
+    return f"{node.task.name}|{labels}|{node.id}"
+
+
+def _resolve_path(bindings: Mapping[str, Any], path: str) -> Any:
+    first, _, rest = path.partition(".")
+    value = bindings[first]
+    for part in rest.split(".") if rest else ():
+        value = getattr(value, part)
+    return value
+
+
+class RunCache:
+    """Per-run state: code fingerprints, plugin versions, and the store."""
+
+    def __init__(self, kernel: Kernel, options: Mapping[str, Any], own: dict[Any, str]) -> None:
+        self.kernel = kernel
+        self.store = kernel.store
+        self.code = CodeFingerprints(own)
+        self.versions = {p.name: p.version for p in kernel.plugins}
+        self.options = dict(options)
+        self.overwrite_all = bool(options.get("overwrite"))
+        stages = options.get("overwrite_stage") or ()
+        self.overwrite_stages = {stages} if isinstance(stages, str) else set(stages)
+
+    # ------------------------------------------------------------ material
+
+    def task_type_id(self, kind: str) -> str:
+        registries = self.kernel.task_types
+        if kind not in registries:
+            return kind
+        plugin = registries.entry(kind).plugin
+        return f"{kind}:{plugin}@{self.versions.get(plugin) or '?'}"
+
+    def code_of(self, spec: TaskSpec) -> tuple[str, dict[str, Any]]:
+        if spec.version is not None:
+            return digest(["version", spec.version]), {"version": spec.version}
+        return self.code.of(spec.fn)
+
+    def material(
+        self, node: Node, refs_of: Mapping[str, Mapping[str, ArtifactRef]], values: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``(material, code parts)`` for a node; raises Unfingerprintable."""
+        spec = node.task
+        by_reads = set(spec.extra.get("cache_by_reads", ()))
+        code, parts = self.code_of(spec)
+        inputs: dict[str, str] = {}
+        for name, binding in node.bindings.items():
+            if name in by_reads:
+                inputs[name] = "reads"
+            elif type(binding) is Ref:
+                inputs[name] = self._data_version(binding, refs_of, values, name)
+            elif name in node.nested:
+                nested = self._nested(binding, refs_of, values.get(name, _MISSING))
+                inputs[name] = "nested:" + digest(nested)
+            else:
+                inputs[name] = "value:" + fingerprint(binding)
+        material = {
+            "format": FORMAT,
+            "task": spec.name,
+            "task_type": self.task_type_id(spec.kind),
+            "code": code,
+            "inputs": inputs,
+            "outputs": {o.name: o.serializer or "auto" for o in spec.outputs},
+        }
+        return material, parts
+
+    def _data_version(
+        self,
+        ref: Ref,
+        refs_of: Mapping[str, Mapping[str, ArtifactRef]],
+        values: Mapping[str, Any],
+        name: str,
+    ) -> str:
+        artifact = refs_of.get(ref.node, {}).get(ref.output)
+        if artifact is not None:
+            return f"data:{artifact.serializer}:{artifact.digest}"
+        if name not in values:
+            raise Unfingerprintable(f"input {name!r} ({ref}) has no stored version yet")
+        return "value:" + fingerprint(values[name])
+
+    def _nested(
+        self, binding: Any, refs_of: Mapping[str, Mapping[str, ArtifactRef]], value: Any
+    ) -> Any:
+        if type(binding) is Ref:
+            artifact = refs_of.get(binding.node, {}).get(binding.output)
+            if artifact is not None:
+                return ["data", artifact.serializer, artifact.digest]
+            if value is _MISSING:
+                raise Unfingerprintable(f"{binding} has no stored version yet")
+            return ["value", fingerprint(value)]
+        if isinstance(binding, (list, tuple)):
+            items = value if isinstance(value, (list, tuple)) else [_MISSING] * len(binding)
+            return [type(binding).__name__, [self._nested(b, refs_of, v) for b, v in zip(binding, items, strict=False)]]
+        if isinstance(binding, dict):
+            got = value if isinstance(value, dict) else {}
+            pairs = [
+                [fingerprint(k), self._nested(v, refs_of, got.get(k, _MISSING))]
+                for k, v in binding.items()
+            ]
+            pairs.sort()
+            return ["dict", pairs]
+        return ["value", fingerprint(binding)]
+
+    @staticmethod
+    def prefix(material: Mapping[str, Any]) -> bytes:
+        return hashlib.sha256(orjson.dumps(material, option=orjson.OPT_SORT_KEYS)).digest()
+
+    # ------------------------------------------------------------ lookup
+
+    def lookup(
+        self, node: Node, material: Mapping[str, Any]
+    ) -> tuple[Entry | None, list[str]]:
+        """The matching entry, or None and why the closest ones do not match."""
+        prefix = self.prefix(material)
+        why: list[str] = []
+        for key, raw in self.store.scan(SPACE, entry_prefix(prefix)):
+            doc = orjson.loads(raw)
+            if doc.get("format") != FORMAT or doc.get("material") != material:
+                why.append("an entry with this key has other key material (a hash collision?)")
+                continue
+            changed = self.changed_reads(node, doc.get("reads") or {})
+            if changed:
+                why.extend(changed)
+                continue
+            problem = self._usable(doc)
+            if problem:
+                why.append(problem)
+                continue
+            return Entry(key, doc), []
+        return None, why
+
+    def changed_reads(self, node: Node, reads: Mapping[str, str]) -> list[str]:
+        changed = []
+        for path, recorded in sorted(reads.items()):
+            try:
+                now = fingerprint(_resolve_path(node.bindings, path))
+            except (KeyError, AttributeError):
+                changed.append(f"parameter {path} no longer exists")
+                continue
+            except Unfingerprintable:
+                changed.append(f"parameter {path} can no longer be fingerprinted")
+                continue
+            if now != recorded:
+                changed.append(f"parameter {path} changed")
+        return changed
+
+    def _usable(self, doc: Mapping[str, Any]) -> str | None:
+        serializers = self.kernel.serializers
+        for name, ref in doc["outputs"].items():
+            if ref["serializer"] not in serializers:
+                return f"output {name!r} was stored by serializer {ref['serializer']!r}, which is gone"
+            version = str(serializers.get(ref["serializer"]).version)
+            if version != ref["serializer_version"]:
+                return (
+                    f"serializer {ref['serializer']!r} of output {name!r} changed version "
+                    f"({ref['serializer_version']} -> {version})"
+                )
+            if not self.store.has_value(ref["digest"]):
+                return f"the stored value of output {name!r} is gone"
+        return None
+
+    # ------------------------------------------------------------ explaining
+
+    def why_missed(self, node: Node, material: Mapping[str, Any], parts: Mapping[str, Any]) -> list[str]:
+        """What changed since the last entry of this node's slot."""
+        raw = self.store.get(SLOTS, _slot_key(slot_of(node)))
+        if raw is None:
+            return ["no earlier result for this node"]
+        last = orjson.loads(raw)
+        before = last.get("material") or {}
+        reasons = []
+        if before.get("format") != material.get("format"):
+            reasons.append("the cache format changed")
+        if before.get("task_type") != material.get("task_type"):
+            reasons.append(
+                f"task type plugin changed ({before.get('task_type')} -> {material.get('task_type')})"
+            )
+        if before.get("code") != material.get("code"):
+            reasons.extend(_code_changes(last.get("code_parts") or {}, parts, node.task.short_name))
+        old_inputs, new_inputs = before.get("inputs") or {}, material.get("inputs") or {}
+        for name in sorted(set(old_inputs) | set(new_inputs)):
+            if old_inputs.get(name) != new_inputs.get(name):
+                if name not in old_inputs:
+                    reasons.append(f"input {name} is new")
+                elif name not in new_inputs:
+                    reasons.append(f"input {name} is gone")
+                else:
+                    reasons.append(
+                        f"input {name} changed ({_short(old_inputs[name])} -> "
+                        f"{_short(new_inputs[name])})"
+                    )
+        if before.get("outputs") != material.get("outputs"):
+            reasons.append("the outputs or their serializers changed")
+        if not reasons:
+            reasons.extend(self.changed_reads(node, last.get("reads") or {}))
+        return reasons or ["the earlier result is no longer usable"]
+
+    # ------------------------------------------------------------ storing
+
+    def store_entry(
+        self,
+        node: Node,
+        material: Mapping[str, Any],
+        parts: Mapping[str, Any],
+        reads: Mapping[str, str],
+        outputs: Mapping[str, ArtifactRef],
+        run_id: str,
+        duration: float,
+    ) -> bytes:
+        prefix = self.prefix(material)
+        key = entry_prefix(prefix) + bytes.fromhex(digest(sorted(reads.items())))
+        slot = slot_of(node)
+        doc = {
+            "format": FORMAT,
+            "task": node.task.name,
+            "slot": slot,
+            "node": node.id,
+            "material": dict(material),
+            "reads": dict(reads),
+            "outputs": {name: ref.to_json() for name, ref in outputs.items()},
+            "run": run_id,
+            "created": time.time(),
+            "duration": duration,
+        }
+        self.store.put(SPACE, key, orjson.dumps(doc))
+        slot_doc = {
+            "slot": slot,
+            "entry": key.hex(),
+            "material": dict(material),
+            "code_parts": dict(parts),
+            "reads": dict(reads),
+            "run": run_id,
+        }
+        self.store.put(SLOTS, _slot_key(slot), orjson.dumps(slot_doc))
+        return key
+
+    def read_fingerprints(self, node: Node, paths: list[str]) -> dict[str, str] | None:
+        """Fingerprints of what a task read; None when one cannot be fingerprinted."""
+        out: dict[str, str] = {}
+        for path in paths:
+            try:
+                out[path] = fingerprint(_resolve_path(node.bindings, path))
+            except (KeyError, AttributeError, Unfingerprintable):
+                return None
+        return out
+
+    def forced_by(self, spec: TaskSpec) -> str | None:
+        if self.overwrite_all:
+            return "overwrite requested (--overwrite)"
+        if spec.short_name in self.overwrite_stages or spec.name in self.overwrite_stages:
+            return f"overwrite requested (--overwrite-stage {spec.short_name})"
+        return None
+
+
+def _slot_key(slot: str) -> bytes:
+    return hashlib.sha256(slot.encode()).digest()
+
+
+def _short(version: str) -> str:
+    kind, _, rest = version.rpartition(":")
+    return f"{kind}:{rest[:10]}" if kind else version[:16]
+
+
+def _code_changes(before: Mapping[str, Any], after: Mapping[str, Any], task: str) -> list[str]:
+    reasons = []
+    if "version" in before or "version" in after:
+        return [f"the declared version of {task} changed ({before.get('version')} -> {after.get('version')})"]
+    if before.get("self") != after.get("self"):
+        reasons.append(f"the code of {task} changed")
+    old, new = before.get("reaches") or {}, after.get("reaches") or {}
+    for name in sorted(set(old) | set(new)):
+        if old.get(name) != new.get(name):
+            short = name.rpartition(".")[2]
+            if name not in old:
+                reasons.append(f"it now calls {short}")
+            elif name not in new:
+                reasons.append(f"it no longer calls {short}")
+            else:
+                reasons.append(f"the code of {short} changed")
+    old_c, new_c = before.get("constants") or {}, after.get("constants") or {}
+    for name in sorted(set(old_c) | set(new_c)):
+        if old_c.get(name) != new_c.get(name):
+            reasons.append(f"constant {name.rpartition('.')[2]} changed")
+    return reasons or [f"the code of {task} changed"]
+
+
+class CacheMiddleware:
+    """Serves nodes from the cache and stores what they compute (see the module docstring)."""
+
+    name = "cache"
+    order = 10  # outside retries and timeouts: a cached node needs neither
+    handles = frozenset({"cache"})
+
+    def __init__(self) -> None:
+        self._own_fps: dict[Any, str] = {}
+
+    # ------------------------------------------------------------ planning
+
+    def plan(self, plan: Plan, kernel: Kernel) -> None:
+        state = RunCache(kernel, plan.options, self._own_fps)
+        nodes = plan.graph.nodes
+        forced: set[str] = set()
+        loaded: dict[str, Mapping[str, ArtifactRef]] = {}
+        for nid in plan.order:
+            node = nodes[nid]
+            notes = plan.notes.setdefault(nid, {})
+            notes["cache"] = state
+            if node.task.options.cache is False:
+                notes["cache_off"] = "the task sets cache=False"
+                continue
+            why_forced = state.forced_by(node.task)
+            upstream_forced = [d for d in node.deps if d in forced]
+            if why_forced or upstream_forced:
+                forced.add(nid)
+                notes["forced"] = why_forced or f"upstream {upstream_forced[0]!r} is overwritten"
+                continue
+            if any(dep not in loaded for dep in node.deps):
+                continue  # its key needs upstream results: decided when it runs
+            try:
+                material, parts = state.material(node, loaded, {})
+            except Unfingerprintable as exc:
+                notes["cache_off"] = f"not cached: {exc}"
+                continue
+            entry, why = state.lookup(node, material)
+            if entry is None:
+                notes["miss"] = why or state.why_missed(node, material, parts)
+                continue
+            loaded[nid] = entry.outputs
+            notes["entry"] = entry
+            plan.decide(nid, "load", f"cached (from run {entry.run})")
+
+    # ------------------------------------------------------------ running
+
+    async def __call__(self, ctx: NodeContext, call_next: Handler) -> Outcome:
+        notes = ctx.notes
+        state: RunCache | None = notes.get("cache")
+        if state is None:  # planned without this middleware (it was registered later)
+            return await call_next(ctx)
+        entry: Entry | None = notes.get("entry")
+        if ctx.decision.action == "load" and entry is not None:
+            ctx.info["cache"] = {"status": "hit", "run": entry.run, "key": entry.key.hex()}
+            return Outcome("cached", refs=entry.outputs, reason=ctx.decision.reason)
+        off = notes.get("cache_off")
+        if off:
+            ctx.info["cache"] = {"status": "off", "why": off}
+            return await call_next(ctx)
+        node = ctx.node
+        try:
+            material, parts = state.material(node, ctx.upstream_refs, ctx.inputs)
+        except Unfingerprintable as exc:
+            ctx.info["cache"] = {"status": "off", "why": f"not cached: {exc}"}
+            return await call_next(ctx)
+        forced = notes.get("forced")
+        if forced:
+            why = [forced]
+        else:
+            hit, why = state.lookup(node, material)
+            if hit is not None:  # early cutoff: upstream ran but produced the same data
+                ctx.info["cache"] = {"status": "hit", "run": hit.run, "key": hit.key.hex()}
+                return Outcome(
+                    "cached", refs=hit.outputs, reason=f"cached (from run {hit.run}; upstream unchanged)"
+                )
+            why = notes.get("miss") or why or state.why_missed(node, material, parts)
+        started = time.perf_counter()
+        outcome = await call_next(ctx)
+        if outcome.status != "computed":
+            return outcome  # errors are never cached
+        duration = time.perf_counter() - started
+        info = dict(outcome.info)
+        reads = state.read_fingerprints(node, list(info.get("reads") or []))
+        if reads is None:
+            info["cache"] = {"status": "off", "why": "a parameter it read cannot be fingerprinted"}
+            return _with(outcome, info=info)
+        refs = dict(outcome.refs)
+        for output in node.task.outputs:
+            if output.name in refs or output.name not in outcome.values:
+                continue
+            try:
+                refs[output.name] = await ctx.values.asave(
+                    outcome.values[output.name], output.serializer
+                )
+            except Exception as exc:
+                info["cache"] = {"status": "off", "why": f"output {output.name!r}: {exc}"}
+                return _with(outcome, refs=refs, info=info)
+        key = state.store_entry(node, material, parts, reads, refs, ctx.run.id, duration)
+        info["cache"] = {"status": "miss", "why": why, "key": key.hex()}
+        if duration >= COMMIT_AFTER:
+            import trio
+
+            await trio.to_thread.run_sync(ctx.store.commit)
+        return _with(outcome, refs=refs, info=info)
+
+
+def _with(
+    outcome: Outcome,
+    *,
+    refs: Mapping[str, ArtifactRef] | None = None,
+    info: Mapping[str, Any] | None = None,
+) -> Outcome:
+    return Outcome(
+        outcome.status,
+        outcome.values,
+        outcome.refs if refs is None else refs,
+        outcome.reason,
+        outcome.error,
+        outcome.info if info is None else info,
+    )
