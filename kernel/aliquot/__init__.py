@@ -47,6 +47,11 @@ if TYPE_CHECKING:
         UntrustedPayloadError as UntrustedPayloadError,
         ValueUnavailableError as ValueUnavailableError,
     )
+    from aliquot._fingerprints import (
+        Unfingerprintable as Unfingerprintable,
+        canonical as canonical,
+        fingerprint as fingerprint,
+    )
     from aliquot._graph import (
         Graph as Graph,
         Node as Node,
@@ -56,6 +61,9 @@ if TYPE_CHECKING:
     from aliquot._kernel import (
         Kernel as Kernel,
         open_kernel as open_kernel,
+    )
+    from aliquot._loader import (
+        load_target as load_target,
     )
     from aliquot._outcome import (
         ErrorInfo as ErrorInfo,
@@ -95,8 +103,26 @@ if TYPE_CHECKING:
     from aliquot.hookspecs import (
         hookimpl as hookimpl,
     )
+    from aliquot_builtins.aggregate import (
+        aggregate as aggregate,
+    )
     from aliquot_builtins.function import (
         task as task,
+    )
+    from aliquot_builtins.stages import (
+        CachersMismatchError as CachersMismatchError,
+        EmptyCachersError as EmptyCachersError,
+        ExecutingWithSkippedInputError as ExecutingWithSkippedInputError,
+        Experiment as Experiment,
+        ExperimentContext as ExperimentContext,
+        InputSignatureError as InputSignatureError,
+        Lazy as Lazy,
+        MissingStageInputError as MissingStageInputError,
+        OutputSignatureError as OutputSignatureError,
+        Record as Record,
+        RecordingError as RecordingError,
+        SkippedOutput as SkippedOutput,
+        stage as stage,
     )
 
 # name -> (module, attribute). Kernel names first, then builtin re-exports.
@@ -128,12 +154,16 @@ _EXPORTS: dict[str, tuple[str, str]] = {
         )
     },
     "NodeContext": ("aliquot._context", "NodeContext"),
+    "Unfingerprintable": ("aliquot._fingerprints", "Unfingerprintable"),
+    "canonical": ("aliquot._fingerprints", "canonical"),
+    "fingerprint": ("aliquot._fingerprints", "fingerprint"),
     "Graph": ("aliquot._graph", "Graph"),
     "Node": ("aliquot._graph", "Node"),
     "Ref": ("aliquot._graph", "Ref"),
     "graph_from_tasks": ("aliquot._graph", "graph_from_tasks"),
     "Kernel": ("aliquot._kernel", "Kernel"),
     "open_kernel": ("aliquot._kernel", "open_kernel"),
+    "load_target": ("aliquot._loader", "load_target"),
     "ErrorInfo": ("aliquot._outcome", "ErrorInfo"),
     "Outcome": ("aliquot._outcome", "Outcome"),
     "Decision": ("aliquot._planner", "Decision"),
@@ -161,6 +191,25 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     # Re-exported from builtin plugins (the facade is the one place the kernel
     # names aliquot_builtins; a meta-test checks that nothing else does).
     "task": ("aliquot_builtins.function", "task"),
+    "aggregate": ("aliquot_builtins.aggregate", "aggregate"),
+    **{
+        name: ("aliquot_builtins.stages", name)
+        for name in (
+            "stage",
+            "Record",
+            "Experiment",
+            "ExperimentContext",
+            "Lazy",
+            "SkippedOutput",
+            "InputSignatureError",
+            "OutputSignatureError",
+            "CachersMismatchError",
+            "EmptyCachersError",
+            "ExecutingWithSkippedInputError",
+            "MissingStageInputError",
+            "RecordingError",
+        )
+    },
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

@@ -136,6 +136,8 @@ class Graph:
         self.extra: dict[str, Any] = {}
         #: Problems found while building the graph that do not stop it (recorded on the run).
         self.warnings: list[str] = []
+        #: JSON-able data a task type keeps with the run (``run.meta``), keyed by plugin name.
+        self.meta: dict[str, Any] = {}
 
     def add(self, node: Node) -> Node:
         if node.id in self.nodes:

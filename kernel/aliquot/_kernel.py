@@ -238,6 +238,7 @@ class Kernel:
                         "not a Graph"
                     )
                 return graph
+        self._check_plugin_of(target)
         spec = task_spec_of(target)
         if spec is not None:
             return graph_from_tasks([spec], inputs, source=spec.name)
@@ -252,6 +253,9 @@ class Kernel:
                 specs.append(item_spec)
             return graph_from_tasks(specs, inputs, source="task list")
         if isinstance(target, types.ModuleType):
+            for value in list(vars(target).values()):
+                if not isinstance(value, type):
+                    self._check_plugin_of(value)
             specs = tasks_in_module(target)
             if not specs:
                 raise TargetLoadError(
@@ -261,6 +265,19 @@ class Kernel:
         raise TargetLoadError(
             f"do not know how to run {target!r} ({type(target).__name__}): it is not a task, a "
             "list of tasks, a module, or an object a loaded plugin recognises"
+        )
+
+    def _check_plugin_of(self, target: object) -> None:
+        """Objects that name the plugin running them (``__aliquot_plugin__``) but that no
+        loaded task type planned: say which plugin is missing, not "unknown object"."""
+        plugin = getattr(type(target), "__aliquot_plugin__", None)
+        if not isinstance(plugin, str):
+            return
+        hint = self._plugins.why_missing(plugin)
+        raise PluginNotActiveError(
+            f"{type(target).__name__} objects are run by the {plugin!r} plugin, which is not "
+            "loaded" + (f" ({hint})" if hint else "") + f". Unblock it (remove `-p no:{plugin}` / "
+            "ALIQUOT_DISABLE_PLUGINS) or install it."
         )
 
     def plan(
@@ -315,11 +332,34 @@ class Kernel:
                 kinds.discard(spec.kind)
         for name in executors:
             parse_executor(name)
+        self._check_serializer_hints(result)
         for _name, mw in self.middleware.items():
             participant = getattr(mw, "plan", None)
             if participant is not None:
                 participant(result, self)
         return finalize(result)
+
+    def _check_serializer_hints(self, result: Plan) -> None:
+        """Every serializer a planned task names must be registered (an error now, not a
+        warning after the task ran)."""
+        known = self.serializers
+        seen: set[int] = set()
+        nodes = result.graph.nodes
+        for nid in result.order:
+            spec = nodes[nid].task
+            if id(spec) in seen:
+                continue
+            seen.add(id(spec))
+            for output in spec.outputs:
+                hint = output.serializer
+                if hint is not None and hint not in known:
+                    raise UnknownNameError(
+                        "serializer",
+                        hint,
+                        known.names(),
+                        f"task {spec.short_name!r} stores output {output.name!r} with it; "
+                        "plugins register serializers (aliquot_register_serializers)",
+                    )
 
     # ------------------------------------------------------------------ running
 
@@ -473,6 +513,7 @@ class Kernel:
                     options={"fail_fast": fail_fast, "deadline": deadline, **dict(options or {})},
                     plugins=self.manifest(),
                     kernel=self,
+                    meta=_checked_meta(graph),
                 )
                 run.warnings.extend(graph.warnings)
                 box["run"] = run
@@ -532,7 +573,9 @@ class Kernel:
         run_id = self.runlog.resolve(ref)
         header = self.runlog.header(run_id)
         assert header is not None
-        return Run.from_json(header, self.runlog.node_records(run_id), kernel=self)
+        return Run.from_json(
+            header, self.runlog.node_records(run_id), kernel=self, meta=self.runlog.meta(run_id)
+        )
 
     def live_values(self) -> set[str]:
         """Digests of every value something still refers to (for ``store gc --values``)."""
@@ -662,6 +705,18 @@ def tasks_in_module(module: types.ModuleType) -> list[TaskSpec]:
             continue
         specs.append(spec)
     return specs
+
+
+def _checked_meta(graph: Graph) -> dict[str, Any]:
+    import orjson
+
+    try:
+        orjson.dumps(graph.meta)
+    except TypeError as exc:
+        raise AliquotError(
+            f"graph.meta must be JSON data (it is stored with the run): {exc}"
+        ) from exc
+    return graph.meta
 
 
 def _describe(target: object, graph: Graph) -> str:

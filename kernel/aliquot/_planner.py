@@ -45,6 +45,10 @@ class Plan:
         options: the run's options (``kernel.run(options=...)``, CLI run options).
         notes: node id -> a dict plan participants may fill (a computed cache key,
             say); the node's middleware sees it as ``ctx.notes``.
+        stored: node id -> output name -> :class:`~aliquot.ArtifactRef` of outputs a
+            participant knows are in the store already (a cache hit). A node that
+            ends up skipped keeps them in its run record, so its values stay
+            readable (``run.records[...]``, ``aliquot get``) without running it.
     """
 
     def __init__(
@@ -59,6 +63,7 @@ class Plan:
         self.target_nodes = target_nodes
         self.options: dict[str, Any] = dict(options or {})
         self.notes: dict[str, dict[str, Any]] = {}
+        self.stored: dict[str, Mapping[str, Any]] = {}
         self.order: list[str] = []
         self.decisions: dict[str, Decision] = {}
         self._frozen = False

@@ -39,6 +39,7 @@ SPACE_RUNS: Final = "runs"
 SPACE_NODES: Final = "nodes"
 SPACE_RUNSEQ: Final = "runseq"
 SPACE_ACTIVE: Final = "active"
+SPACE_RUNMETA: Final = "runmeta"
 
 
 def iso(ts: float | None) -> str | None:
@@ -187,6 +188,7 @@ class Run:
         options: Mapping[str, Any] | None = None,
         plugins: list[dict[str, Any]] | None = None,
         kernel: Kernel | None = None,
+        meta: Mapping[str, Any] | None = None,
     ) -> None:
         self.id = id
         self.seq = seq
@@ -197,6 +199,8 @@ class Run:
         self.executor = executor
         self.options = dict(options or {})
         self.plugins = list(plugins or [])
+        #: JSON-able data task types keep with the run, by plugin (``run.meta["stages"]``).
+        self.meta: dict[str, Any] = dict(meta or {})
         self.created = time.time()
         self.started: float | None = None
         self.finished: float | None = None
@@ -331,14 +335,19 @@ class Run:
         }
 
     def to_json(self) -> dict[str, Any]:
-        """The whole run, nodes included (what ``aliquot show RUN --json`` prints)."""
+        """The whole run, meta and nodes included (what ``aliquot show RUN --json`` prints)."""
         doc = self.header_json()
+        doc["meta"] = self.meta
         doc["nodes"] = [r.to_json() for r in self.nodes.values()]
         return doc
 
     @classmethod
     def from_json(
-        cls, header: Mapping[str, Any], nodes: list[NodeRecord], kernel: Kernel | None = None
+        cls,
+        header: Mapping[str, Any],
+        nodes: list[NodeRecord],
+        kernel: Kernel | None = None,
+        meta: Mapping[str, Any] | None = None,
     ) -> Run:
         run = cls(
             header["id"],
@@ -353,6 +362,7 @@ class Run:
             options=header.get("options") or {},
             plugins=list(header.get("plugins") or []),
             kernel=kernel,
+            meta=meta,
         )
         run.status = header["status"]
         run.created = parse_iso(header.get("created")) or 0.0
@@ -403,6 +413,8 @@ class RunWriter:
         run = self.run
         self.store.put(SPACE_RUNSEQ, struct.pack(">Q", run.seq), run.id.encode())
         self.store.put(SPACE_ACTIVE, run.id.encode(), orjson.dumps(run.host))
+        if run.meta:  # written once, apart from the header the committer rewrites
+            self.store.put(SPACE_RUNMETA, run.id.encode(), orjson.dumps(run.meta))
         self.flush()
 
     def touch(self, record: NodeRecord) -> None:
@@ -448,6 +460,10 @@ class RunLog:
             return None
         doc: dict[str, Any] = orjson.loads(raw)
         return doc
+
+    def meta(self, run_id: str) -> dict[str, Any]:
+        raw = self.store.get(SPACE_RUNMETA, run_id.encode())
+        return {} if raw is None else dict(orjson.loads(raw))
 
     def node_records(self, run_id: str) -> list[NodeRecord]:
         prefix = run_id.encode() + b"/"

@@ -141,6 +141,9 @@ class Scheduler:
             if decision.action == "skip":
                 record.status = "skipped"
                 record.reason = decision.reason
+                stored = plan.stored.get(nid)
+                if stored:
+                    record.outputs = dict(stored)
             run.nodes[nid] = record
         self.log = RunWriter(kernel.store, run)
 

@@ -14,8 +14,8 @@ serializer     an instance                            ``serializer_json``, ``_by
                                                       ``_numpy``
 executor       a class: ``name`` + ``__init__(workers,  ``executor_inline``, ``_threads``,
                **options)``                           ``_processes``
-task type      an instance                            ``function``
-middleware     an instance                            (the ``cache`` plugin, later)
+task type      an instance                            ``function``, ``stages``, ``aggregate``
+middleware     an instance                            ``cache``
 =============  =====================================  ===========================================
 
 Sync or async is part of each contract: a store's methods are synchronous

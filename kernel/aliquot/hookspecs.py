@@ -146,7 +146,9 @@ def aliquot_register_task_types(register: Callable[..., None]) -> None:
         (``function``, ``stage``...).
     :returns: nothing.
 
-    Implemented by: ``aliquot_builtins.function`` (``function``), ``trylast``.
+    Implemented by: ``aliquot_builtins.function`` (``function``),
+    ``aliquot_builtins.stages`` (``stage``, which also plans experiments) and
+    ``aliquot_builtins.aggregate`` (``aggregate``); all ``trylast``.
     """
 
 
@@ -162,8 +164,7 @@ def aliquot_register_middleware(register: Callable[..., None]) -> None:
         ``middleware`` follows :class:`aliquot.abc.Middleware`.
     :returns: nothing.
 
-    Implemented by: no builtin of the kernel distribution yet (the ``cache``
-    plugin registers one).
+    Implemented by: ``aliquot_builtins.cache`` (``cache``, order 10), ``trylast``.
     """
 
 
@@ -180,7 +181,7 @@ def aliquot_register_commands(register: Callable[..., None]) -> None:
         shadow a core command (``run``, ``runs``, ``show``, ``get``, ``plugins``, ``store``).
     :returns: nothing.
 
-    Implemented by: no builtin of the kernel distribution yet.
+    Implemented by: ``aliquot_builtins.cache`` (``explain``, ``cache``).
     """
 
 
@@ -201,8 +202,8 @@ def aliquot_register_run_options(register: Callable[..., None]) -> None:
     :returns: nothing.
 
     Implemented by: ``aliquot_builtins.stages`` (``--params``, ``--names``,
-    ``--indices``) and ``aliquot_builtins.cache`` (``--overwrite``,
-    ``--overwrite-stage``).
+    ``--indices``, ``--global-indices``) and ``aliquot_builtins.cache``
+    (``--overwrite``, ``--overwrite-stage``).
     """
 
 
@@ -235,7 +236,7 @@ def aliquot_register_value_roots(register: Callable[..., None]) -> None:
         ``provider(kernel) -> Iterable[str]`` yields value digests to keep.
     :returns: nothing.
 
-    Implemented by: no builtin of the kernel distribution yet.
+    Implemented by: ``aliquot_builtins.cache`` (the values its entries point to).
     """
 
 

@@ -70,6 +70,7 @@ LAYERS = {
     "_outcome": 1,
     "_values": 1,
     "_context": 1,
+    "_fingerprints": 1,
     "abc": 2,
     "_planner": 2,
     "_registry": 2,

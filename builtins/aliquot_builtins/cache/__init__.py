@@ -4,7 +4,6 @@ It serves every task type. Block it (``-p no:cache``) and everything computes.
 What a key covers, when an entry is a hit, and how misses are explained is in
 ``spec/cache.md``; the parts live in:
 
-- ``_canonical``: canonical fingerprints of values;
 - ``_fingerprint``: fingerprints of code (the task and what it reaches);
 - ``_middleware``: keys, entries, the plan participant and the middleware;
 - ``_commands``: ``aliquot explain`` and ``aliquot cache ls|clear``.
@@ -23,10 +22,9 @@ import orjson
 
 from aliquot import hookimpl
 
-from ._canonical import Unfingerprintable, canonical, fingerprint
 from ._middleware import SPACE, CacheMiddleware
 
-__all__ = ["CacheMiddleware", "Unfingerprintable", "canonical", "fingerprint"]
+__all__ = ["CacheMiddleware"]
 
 
 @hookimpl(trylast=True)

@@ -26,6 +26,7 @@ task's code, helper ``normalize``, or constant ``SCALE``.
 from __future__ import annotations
 
 import functools
+import hashlib
 import inspect
 import os
 import sys
@@ -34,9 +35,15 @@ import types
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import aliquot
+import orjson
 
-from ._canonical import Unfingerprintable, digest, fingerprint
+import aliquot
+from aliquot import Unfingerprintable, fingerprint
+
+
+def digest(data: Any) -> str:
+    """SHA-256 hex of JSON-able data (already canonical), with sorted keys."""
+    return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def _library_roots() -> tuple[str, ...]:
@@ -82,6 +89,36 @@ class CodeFingerprints:
         result = (digest(parts), parts)
         self._done[id(target)] = result
         return result
+
+    def value_fp(self, value: Any) -> str:
+        """The fingerprint of a value a task takes or reads.
+
+        Values by their canonical form; classes and functions of the user's
+        project by their code (a parameter holding ``MyModel`` changes when
+        ``MyModel`` is edited), library ones by name.
+
+        Raises:
+            Unfingerprintable: the value has no canonical form.
+        """
+        if isinstance(value, (type, types.FunctionType)):
+            module = getattr(value, "__module__", None)
+            name = aliquot.qualified_name(value)
+            if self._is_project(module):
+                if isinstance(value, type):
+                    return digest(["class", name, self._class_fp(value)])
+                return digest(["function", name, self.of(value)[0]])
+            return digest(["library", name])
+        if isinstance(value, (types.BuiltinFunctionType, functools.partial)):
+            if isinstance(value, functools.partial):
+                return digest(
+                    [
+                        "partial",
+                        self.value_fp(value.func),
+                        fingerprint((value.args, value.keywords)),
+                    ]
+                )
+            return digest(["library", aliquot.qualified_name(value)])
+        return fingerprint(value)
 
     # ---------------------------------------------------------------- walking
 
@@ -140,7 +177,9 @@ class CodeFingerprints:
             if self._is_project(obj.__name__):
                 for attr in sorted(names):
                     if attr in vars(obj):
-                        self._reach(f"{obj.__name__}.{attr}", vars(obj)[attr], names, parts, seen, obj)
+                        self._reach(
+                            f"{obj.__name__}.{attr}", vars(obj)[attr], names, parts, seen, obj
+                        )
             return
         if isinstance(obj, functools.partial):
             self._reach(label, obj.func, names, parts, seen, owner)
@@ -165,8 +204,10 @@ class CodeFingerprints:
             return
         if callable(obj):
             return  # builtins, library callables and other callable objects
-        module = owner.__name__ if isinstance(owner, types.ModuleType) else getattr(
-            owner, "__module__", None
+        module = (
+            owner.__name__
+            if isinstance(owner, types.ModuleType)
+            else getattr(owner, "__module__", None)
         )
         if self._is_project(module):
             parts["constants"][label if "." in label else f"{module}.{label}"] = self._value_fp(obj)

@@ -31,10 +31,9 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
-from aliquot import ArtifactRef, Outcome, Ref
+from aliquot import ArtifactRef, Outcome, Ref, Unfingerprintable, fingerprint
 
-from ._canonical import Unfingerprintable, digest, fingerprint
-from ._fingerprint import CodeFingerprints
+from ._fingerprint import CodeFingerprints, digest
 
 if TYPE_CHECKING:
     from aliquot import Kernel, Node, NodeContext, Plan, TaskSpec
@@ -78,10 +77,20 @@ def slot_of(node: Node) -> str:
 
 
 def _resolve_path(bindings: Mapping[str, Any], path: str) -> Any:
+    """The value at a read path: ``record.params.n``, ``records.0.name`` (list index),
+    ``record.params.key`` (mapping item). Raises KeyError/AttributeError when it is gone."""
     first, _, rest = path.partition(".")
     value = bindings[first]
     for part in rest.split(".") if rest else ():
-        value = getattr(value, part)
+        if isinstance(value, (list, tuple)) and part.isdigit():
+            try:
+                value = value[int(part)]
+            except IndexError:
+                raise KeyError(path) from None
+        elif isinstance(value, Mapping) and part != "__class__":
+            value = value[part]
+        else:
+            value = getattr(value, part)
     return value
 
 
@@ -97,6 +106,8 @@ class RunCache:
         self.overwrite_all = bool(options.get("overwrite"))
         stages = options.get("overwrite_stage") or ()
         self.overwrite_stages = {stages} if isinstance(stages, str) else set(stages)
+        # Bound objects live as long as the plan (which holds the graph), so ids are stable.
+        self._read_memo: dict[tuple[int, str], str] = {}
 
     # ------------------------------------------------------------ material
 
@@ -113,7 +124,10 @@ class RunCache:
         return self.code.of(spec.fn)
 
     def material(
-        self, node: Node, refs_of: Mapping[str, Mapping[str, ArtifactRef]], values: Mapping[str, Any]
+        self,
+        node: Node,
+        refs_of: Mapping[str, Mapping[str, ArtifactRef]],
+        values: Mapping[str, Any],
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """``(material, code parts)`` for a node; raises Unfingerprintable."""
         spec = node.task
@@ -122,14 +136,17 @@ class RunCache:
         inputs: dict[str, str] = {}
         for name, binding in node.bindings.items():
             if name in by_reads:
-                inputs[name] = "reads"
+                # Tracked by reads; a list's length is its shape (records added or removed).
+                inputs[name] = (
+                    f"reads:{len(binding)}" if isinstance(binding, (list, tuple)) else "reads"
+                )
             elif type(binding) is Ref:
                 inputs[name] = self._data_version(binding, refs_of, values, name)
             elif name in node.nested:
                 nested = self._nested(binding, refs_of, values.get(name, _MISSING))
                 inputs[name] = "nested:" + digest(nested)
             else:
-                inputs[name] = "value:" + fingerprint(binding)
+                inputs[name] = "value:" + self.code.value_fp(binding)
         material = {
             "format": FORMAT,
             "task": spec.name,
@@ -152,7 +169,7 @@ class RunCache:
             return f"data:{artifact.serializer}:{artifact.digest}"
         if name not in values:
             raise Unfingerprintable(f"input {name!r} ({ref}) has no stored version yet")
-        return "value:" + fingerprint(values[name])
+        return "value:" + self.code.value_fp(values[name])
 
     def _nested(
         self, binding: Any, refs_of: Mapping[str, Mapping[str, ArtifactRef]], value: Any
@@ -166,7 +183,10 @@ class RunCache:
             return ["value", fingerprint(value)]
         if isinstance(binding, (list, tuple)):
             items = value if isinstance(value, (list, tuple)) else [_MISSING] * len(binding)
-            return [type(binding).__name__, [self._nested(b, refs_of, v) for b, v in zip(binding, items, strict=False)]]
+            return [
+                type(binding).__name__,
+                [self._nested(b, refs_of, v) for b, v in zip(binding, items, strict=False)],
+            ]
         if isinstance(binding, dict):
             got = value if isinstance(value, dict) else {}
             pairs = [
@@ -183,9 +203,7 @@ class RunCache:
 
     # ------------------------------------------------------------ lookup
 
-    def lookup(
-        self, node: Node, material: Mapping[str, Any]
-    ) -> tuple[Entry | None, list[str]]:
+    def lookup(self, node: Node, material: Mapping[str, Any]) -> tuple[Entry | None, list[str]]:
         """The matching entry, or None and why the closest ones do not match."""
         prefix = self.prefix(material)
         why: list[str] = []
@@ -205,11 +223,21 @@ class RunCache:
             return Entry(key, doc), []
         return None, why
 
+    def read_fp(self, node: Node, path: str) -> str:
+        """The fingerprint of what ``path`` reads now (memoized per bound object and path)."""
+        first = path.partition(".")[0]
+        key = (id(node.bindings[first]), path)
+        memo = self._read_memo
+        found = memo.get(key)
+        if found is None:
+            found = memo[key] = self.code.value_fp(_resolve_path(node.bindings, path))
+        return found
+
     def changed_reads(self, node: Node, reads: Mapping[str, str]) -> list[str]:
         changed = []
         for path, recorded in sorted(reads.items()):
             try:
-                now = fingerprint(_resolve_path(node.bindings, path))
+                now = self.read_fp(node, path)
             except (KeyError, AttributeError):
                 changed.append(f"parameter {path} no longer exists")
                 continue
@@ -224,7 +252,9 @@ class RunCache:
         serializers = self.kernel.serializers
         for name, ref in doc["outputs"].items():
             if ref["serializer"] not in serializers:
-                return f"output {name!r} was stored by serializer {ref['serializer']!r}, which is gone"
+                return (
+                    f"output {name!r} was stored by serializer {ref['serializer']!r}, which is gone"
+                )
             version = str(serializers.get(ref["serializer"]).version)
             if version != ref["serializer_version"]:
                 return (
@@ -237,7 +267,9 @@ class RunCache:
 
     # ------------------------------------------------------------ explaining
 
-    def why_missed(self, node: Node, material: Mapping[str, Any], parts: Mapping[str, Any]) -> list[str]:
+    def why_missed(
+        self, node: Node, material: Mapping[str, Any], parts: Mapping[str, Any]
+    ) -> list[str]:
         """What changed since the last entry of this node's slot."""
         raw = self.store.get(SLOTS, _slot_key(slot_of(node)))
         if raw is None:
@@ -248,9 +280,8 @@ class RunCache:
         if before.get("format") != material.get("format"):
             reasons.append("the cache format changed")
         if before.get("task_type") != material.get("task_type"):
-            reasons.append(
-                f"task type plugin changed ({before.get('task_type')} -> {material.get('task_type')})"
-            )
+            old, new = before.get("task_type"), material.get("task_type")
+            reasons.append(f"task type plugin changed ({old} -> {new})")
         if before.get("code") != material.get("code"):
             reasons.extend(_code_changes(last.get("code_parts") or {}, parts, node.task.short_name))
         old_inputs, new_inputs = before.get("inputs") or {}, material.get("inputs") or {}
@@ -315,7 +346,7 @@ class RunCache:
         out: dict[str, str] = {}
         for path in paths:
             try:
-                out[path] = fingerprint(_resolve_path(node.bindings, path))
+                out[path] = self.read_fp(node, path)
             except (KeyError, AttributeError, Unfingerprintable):
                 return None
         return out
@@ -340,7 +371,8 @@ def _short(version: str) -> str:
 def _code_changes(before: Mapping[str, Any], after: Mapping[str, Any], task: str) -> list[str]:
     reasons = []
     if "version" in before or "version" in after:
-        return [f"the declared version of {task} changed ({before.get('version')} -> {after.get('version')})"]
+        old, new = before.get("version"), after.get("version")
+        return [f"the declared version of {task} changed ({old} -> {new})"]
     if before.get("self") != after.get("self"):
         reasons.append(f"the code of {task} changed")
     old, new = before.get("reaches") or {}, after.get("reaches") or {}
@@ -402,6 +434,7 @@ class CacheMiddleware:
                 notes["miss"] = why or state.why_missed(node, material, parts)
                 continue
             loaded[nid] = entry.outputs
+            plan.stored[nid] = loaded[nid]
             notes["entry"] = entry
             plan.decide(nid, "load", f"cached (from run {entry.run})")
 
@@ -434,7 +467,9 @@ class CacheMiddleware:
             if hit is not None:  # early cutoff: upstream ran but produced the same data
                 ctx.info["cache"] = {"status": "hit", "run": hit.run, "key": hit.key.hex()}
                 return Outcome(
-                    "cached", refs=hit.outputs, reason=f"cached (from run {hit.run}; upstream unchanged)"
+                    "cached",
+                    refs=hit.outputs,
+                    reason=f"cached (from run {hit.run}; upstream unchanged)",
                 )
             why = notes.get("miss") or why or state.why_missed(node, material, parts)
         started = time.perf_counter()

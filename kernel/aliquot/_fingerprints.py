@@ -1,5 +1,8 @@
 """Canonical fingerprints of values: equal values give equal digests, in every process.
 
+Plugins key things by value (the cache, record identities); this is the one
+canonical form they share (``aliquot.fingerprint``).
+
 A fingerprint is SHA-256 over a canonical JSON form (orjson, sorted keys) in
 which every non-JSON type carries an explicit tag: ``(1, 2)`` and ``[1, 2]``
 differ, ``1`` and ``1.0`` and ``True`` differ, ``Params(a=1)`` and
@@ -8,6 +11,10 @@ their order never matters. A value with no canonical form (an open file, a
 lock, an arbitrary object) raises :class:`Unfingerprintable` -- the cache then
 does not cache that node and says why; it never builds a key from part of a
 value.
+
+A class can give its instances a canonical form by defining
+``__aliquot_fingerprint__(self)``, returning any value that has one (the
+class's qualified name is always added).
 """
 
 from __future__ import annotations
@@ -26,10 +33,12 @@ from typing import Any
 import attrs
 import orjson
 
+from ._errors import AliquotError
+
 _MAX_DEPTH = 100
 
 
-class Unfingerprintable(Exception):  # noqa: N818 - reads as "this value is unfingerprintable"
+class Unfingerprintable(AliquotError):
     """A value has no canonical form (the message says which type and where)."""
 
 
@@ -104,7 +113,7 @@ def _numpy(value: Any, depth: int) -> Any:
             "ndarray",
             value.dtype.str if not value.dtype.names else repr(value.dtype.descr),
             list(value.shape),
-            hashlib.sha256(memoryview(data).cast("B") if data.size else b"").hexdigest(),
+            hashlib.sha256(data.data.cast("B") if data.size else b"").hexdigest(),
         ]
     if isinstance(value, np.generic):
         return ["npscalar", value.dtype.str, canonical(value.item(), depth)]
@@ -118,8 +127,3 @@ def fingerprint(value: Any) -> str:
         Unfingerprintable: the value (or something inside it) has no canonical form.
     """
     return hashlib.sha256(orjson.dumps(canonical(value), option=orjson.OPT_SORT_KEYS)).hexdigest()
-
-
-def digest(data: Any) -> str:
-    """SHA-256 hex of JSON-able data (already canonical), with sorted keys."""
-    return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()
