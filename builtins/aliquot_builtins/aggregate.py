@@ -23,7 +23,13 @@ from aliquot import Call, Node, hookimpl, set_task_spec
 from .stages._execute import StageResult, execute_aggregate, run_aggregate_eagerly
 from .stages._record import RECORDING
 from .stages._spec import build_spec, info_of, unpack
-from .stages._stage import WRAPPERS, _wrapper_of, positional_to_keywords, task_options
+from .stages._stage import (
+    WRAPPERS,
+    _wrapper_of,
+    modules_of,
+    positional_to_keywords,
+    task_options,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -94,7 +100,13 @@ class AggregateTaskType:
         inputs = dict(values)
         record = inputs.pop("record")
         records = inputs.pop("records")
-        return Call(execute_aggregate, (_wrapper_of(spec), record, records, inputs), {}, spec.name)
+        return Call(
+            execute_aggregate,
+            (_wrapper_of(spec), record, records, inputs),
+            {},
+            spec.name,
+            modules_of(spec, [record, *records]),
+        )
 
     def unpack(self, node: Node, result: Any) -> Mapping[str, Any]:
         value = result.value if isinstance(result, StageResult) else result

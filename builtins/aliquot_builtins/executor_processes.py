@@ -257,6 +257,10 @@ class ProcessesExecutor:
             if source[0] and source[0] not in worker.modules:
                 modules.append(source)
                 worker.modules.add(source[0])
+            for name in pending.call.modules:
+                if name and name not in worker.modules:
+                    modules.append(_module_source(name))
+                    worker.modules.add(name)
         message = pickle.dumps(
             ("batch", batch_id, modules, [(p.id, p.payload) for p in batch]), protocol=5
         )

@@ -183,6 +183,9 @@ class Call:
     kwargs: Mapping[str, Any] = attrs.field(factory=dict)
     #: The task's qualified name, for error messages raised far from the kernel.
     task: str = ""
+    #: Modules, besides ``fn``'s, that must be imported to unpickle the arguments in
+    #: another process (a task type whose ``fn`` is generic names the user's modules).
+    modules: tuple[str, ...] = ()
 
     def __call__(self) -> Any:
         return self.fn(*self.args, **self.kwargs)

@@ -68,12 +68,17 @@ def _names_of(code: types.CodeType) -> Iterator[str]:
 class CodeFingerprints:
     """Computes and memoizes code fingerprints (one instance per run)."""
 
-    def __init__(self, own: dict[Any, str] | None = None) -> None:
+    def __init__(
+        self,
+        own: dict[Any, str] | None = None,
+        constants: dict[int, tuple[Any, str]] | None = None,
+    ) -> None:
         self._roots = _library_roots()
         self._project_modules: dict[str, bool] = {}
         # Own-code fingerprints by code object: source parsing is the slow part,
         # and a code object never changes (reloading a module makes new ones).
         self._own = own if own is not None else {}
+        self._constants = constants if constants is not None else {}
         self._done: dict[int, tuple[str, dict[str, Any]]] = {}
 
     # ---------------------------------------------------------------- public
@@ -146,6 +151,17 @@ class CodeFingerprints:
                 self._own[key] = own
         return own
 
+    def _constant_fp(self, obj: Any) -> str:
+        """A module-level value's fingerprint, taken the first time this process sees the
+        object: editing the constant (a new object, a new process) changes it, while an
+        object the program mutates in place (a counter, a registry) keeps keys stable."""
+        entry = self._constants.get(id(obj))
+        if entry is not None and entry[0] is obj:
+            return entry[1]
+        fp = self._value_fp(obj)
+        self._constants[id(obj)] = (obj, fp)  # holding obj keeps its id from being reused
+        return fp
+
     def _value_fp(self, value: Any) -> str:
         if callable(value) and not isinstance(value, type):
             return "callable:" + aliquot.qualified_name(value)
@@ -210,7 +226,8 @@ class CodeFingerprints:
             else getattr(owner, "__module__", None)
         )
         if self._is_project(module):
-            parts["constants"][label if "." in label else f"{module}.{label}"] = self._value_fp(obj)
+            key = label if "." in label else f"{module}.{label}"
+            parts["constants"][key] = self._constant_fp(obj)
 
     def _class_fp(self, cls: type) -> str:
         try:

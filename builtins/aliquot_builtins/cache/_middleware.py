@@ -97,10 +97,16 @@ def _resolve_path(bindings: Mapping[str, Any], path: str) -> Any:
 class RunCache:
     """Per-run state: code fingerprints, plugin versions, and the store."""
 
-    def __init__(self, kernel: Kernel, options: Mapping[str, Any], own: dict[Any, str]) -> None:
+    def __init__(
+        self,
+        kernel: Kernel,
+        options: Mapping[str, Any],
+        own: dict[Any, str],
+        constants: dict[int, tuple[Any, str]] | None = None,
+    ) -> None:
         self.kernel = kernel
         self.store = kernel.store
-        self.code = CodeFingerprints(own)
+        self.code = CodeFingerprints(own, constants)
         self.versions = {p.name: p.version for p in kernel.plugins}
         self.options = dict(options)
         self.overwrite_all = bool(options.get("overwrite"))
@@ -288,9 +294,9 @@ class RunCache:
         for name in sorted(set(old_inputs) | set(new_inputs)):
             if old_inputs.get(name) != new_inputs.get(name):
                 if name not in old_inputs:
-                    reasons.append(f"input {name} is new")
+                    reasons.append(f"input {name} is now given (its default applied before)")
                 elif name not in new_inputs:
-                    reasons.append(f"input {name} is gone")
+                    reasons.append(f"input {name} is no longer given (its default applies)")
                 else:
                     reasons.append(
                         f"input {name} changed ({_short(old_inputs[name])} -> "
@@ -301,6 +307,20 @@ class RunCache:
         if not reasons:
             reasons.extend(self.changed_reads(node, last.get("reads") or {}))
         return reasons or ["the earlier result is no longer usable"]
+
+    def miss_reasons(
+        self,
+        node: Node,
+        material: Mapping[str, Any],
+        parts: Mapping[str, Any],
+        lookup_why: list[str],
+    ) -> list[str]:
+        """Why a node missed: what changed since its own last result; when nothing did,
+        why that result could not be used (a serializer version, a value gone)."""
+        reasons = self.why_missed(node, material, parts)
+        if reasons == ["the earlier result is no longer usable"] and lookup_why:
+            return list(dict.fromkeys(lookup_why))
+        return reasons
 
     # ------------------------------------------------------------ storing
 
@@ -400,12 +420,15 @@ class CacheMiddleware:
     handles = frozenset({"cache"})
 
     def __init__(self) -> None:
+        # Per process (kept across runs): own-code fingerprints by code object, and
+        # module-level values by object (see CodeFingerprints._constant_fp).
         self._own_fps: dict[Any, str] = {}
+        self._constant_fps: dict[int, tuple[Any, str]] = {}
 
     # ------------------------------------------------------------ planning
 
     def plan(self, plan: Plan, kernel: Kernel) -> None:
-        state = RunCache(kernel, plan.options, self._own_fps)
+        state = RunCache(kernel, plan.options, self._own_fps, self._constant_fps)
         nodes = plan.graph.nodes
         forced: set[str] = set()
         loaded: dict[str, Mapping[str, ArtifactRef]] = {}
@@ -413,25 +436,34 @@ class CacheMiddleware:
             node = nodes[nid]
             notes = plan.notes.setdefault(nid, {})
             notes["cache"] = state
+            if nid in plan.decisions:  # another participant decided: leave it alone
+                continue
             if node.task.options.cache is False:
-                notes["cache_off"] = "the task sets cache=False"
+                notes["cache_off"] = "caching is off for this task (cache=False)"
+                plan.decide(nid, "run", notes["cache_off"])
                 continue
             why_forced = state.forced_by(node.task)
             upstream_forced = [d for d in node.deps if d in forced]
             if why_forced or upstream_forced:
                 forced.add(nid)
                 notes["forced"] = why_forced or f"upstream {upstream_forced[0]!r} is overwritten"
+                plan.decide(nid, "run", notes["forced"])
                 continue
-            if any(dep not in loaded for dep in node.deps):
-                continue  # its key needs upstream results: decided when it runs
+            waiting = [dep for dep in node.deps if dep not in loaded]
+            if waiting:
+                # Its key needs upstream results: decided when it runs (it may still hit).
+                plan.decide(nid, "run", f"upstream {waiting[0]!r} runs first (may still hit)")
+                continue
             try:
                 material, parts = state.material(node, loaded, {})
             except Unfingerprintable as exc:
                 notes["cache_off"] = f"not cached: {exc}"
+                plan.decide(nid, "run", notes["cache_off"])
                 continue
             entry, why = state.lookup(node, material)
             if entry is None:
-                notes["miss"] = why or state.why_missed(node, material, parts)
+                notes["miss"] = state.miss_reasons(node, material, parts, why)
+                plan.decide(nid, "run", "; ".join(notes["miss"]))
                 continue
             loaded[nid] = entry.outputs
             plan.stored[nid] = loaded[nid]
@@ -446,7 +478,9 @@ class CacheMiddleware:
         if state is None:  # planned without this middleware (it was registered later)
             return await call_next(ctx)
         entry: Entry | None = notes.get("entry")
-        if ctx.decision.action == "load" and entry is not None:
+        if ctx.decision.action == "load":
+            if entry is None:  # another participant planned it: it serves it
+                return await call_next(ctx)
             ctx.info["cache"] = {"status": "hit", "run": entry.run, "key": entry.key.hex()}
             return Outcome("cached", refs=entry.outputs, reason=ctx.decision.reason)
         off = notes.get("cache_off")
@@ -471,7 +505,7 @@ class CacheMiddleware:
                     refs=hit.outputs,
                     reason=f"cached (from run {hit.run}; upstream unchanged)",
                 )
-            why = notes.get("miss") or why or state.why_missed(node, material, parts)
+            why = notes.get("miss") or state.miss_reasons(node, material, parts, why)
         started = time.perf_counter()
         outcome = await call_next(ctx)
         if outcome.status != "computed":

@@ -323,6 +323,9 @@ def _record_meta(record: Record, graph: Graph) -> dict[str, Any]:
         "params": json_params(record._params),
         "inputs": [r._name for r in record.input_records],
         "nodes": nodes,
+        # The record's final state: output -> the node that produced it (inherited
+        # from a parent record for copies; the latest producer when stages repeat a name).
+        "state": {out: ref.node for out, ref in record.state._symbols.items() if type(ref) is Ref},
     }
 
 
@@ -442,6 +445,7 @@ def _parse_indices(text: str, count: int, origin: str) -> list[int]:
         if not part:
             continue
         try:
+            open_ended = part.endswith("-")
             if "-" in part:
                 first, _, last = part.partition("-")
                 start = int(first) if first.strip() else 0
@@ -453,6 +457,8 @@ def _parse_indices(text: str, count: int, origin: str) -> list[int]:
             raise TaskDefinitionError(
                 f"--indices {text!r}: expected ranges like 0-3 (end excluded), 2 or 5-"
             ) from None
+        if open_ended and start >= count:
+            continue  # "5-" of a shorter file selects nothing from it
         if start < 0 or end > count or start >= end:
             raise TaskDefinitionError(
                 f"--indices {part!r} is outside the {count} parameter set(s) of {origin} "

@@ -131,14 +131,16 @@ class RunRecord:
         raw = doc.get("params")
         self.params: Any = Params(raw, self.params_type) if isinstance(raw, dict) else raw
         self._inputs: list[str] = list(doc.get("inputs") or [])
-        producers: dict[str, tuple[str, str]] = {}
         self.stages: list[str] = []
         self.nodes: list[str] = []
-        for nid, stage, outputs in doc.get("nodes") or []:
+        for nid, stage, _outputs in doc.get("nodes") or []:
             self.stages.append(stage)
             self.nodes.append(nid)
-            for out in outputs:
-                producers[out] = (nid, stage)
+        producers: dict[str, tuple[str, str]] = {}
+        for out, nid in (doc.get("state") or {}).items():
+            node = run.nodes.get(nid)
+            stage = node.labels.get("stage", nid) if node is not None else nid
+            producers[out] = (nid, stage)
         self.state = RunState(self, producers)
 
     @property

@@ -22,7 +22,7 @@ from aliquot.abc import PlanRequest
 
 from ._execute import StageResult, execute_stage, run_stage_eagerly
 from ._experiment import KINDS, Experiment, find_experiment, record_graph
-from ._record import RECORDING
+from ._record import RECORDING, Record
 from ._spec import StageInfo, build_spec, info_of, unpack
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -143,7 +143,13 @@ class StageTaskType:
         spec = node.task
         inputs = dict(values)
         record = inputs.pop("record")
-        return Call(execute_stage, (_wrapper_of(spec), record, inputs), {}, spec.name)
+        return Call(
+            execute_stage,
+            (_wrapper_of(spec), record, inputs),
+            {},
+            spec.name,
+            modules_of(spec, [record]),
+        )
 
     def unpack(self, node: Node, result: Any) -> Mapping[str, Any]:
         value = result.value if isinstance(result, StageResult) else result
@@ -188,6 +194,21 @@ def _wrapper_of(spec: TaskSpec) -> Callable[..., Any]:
             "hand?)"
         )
     return wrapper
+
+
+def modules_of(spec: TaskSpec, records: Sequence[Record]) -> tuple[str, ...]:
+    """The modules a worker process must import to unpickle a stage call: the stage's,
+    and those of the records' parameter classes (parents included)."""
+    modules = {spec.fn.__module__}
+    stack = list(records)
+    while stack:
+        record = stack.pop()
+        params = record._params
+        if params is not None:
+            modules.add(type(params).__module__)
+        stack.extend(record.input_records)
+    modules.discard("builtins")
+    return tuple(sorted(modules))
 
 
 def _refuse_bare_stages(target: object) -> None:
