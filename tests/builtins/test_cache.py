@@ -202,9 +202,17 @@ def test_gc_keeps_values_cache_entries_point_to(tmp_path: Path) -> None:
 
 def test_a_mutated_module_global_does_not_invalidate(kernel: aliquot.Kernel) -> None:
     # COUNTS is a module-level dict the tasks mutate; it is fingerprinted once per
-    # process (see CodeFingerprints._constant_fp), so keys stay stable.
+    # process (see CodeFingerprints._constant_fp), so keys stay stable -- also for a
+    # new kernel on the same store.
     kernel.run(PIPELINE, inputs={"n": 4})
     assert kernel.run(PIPELINE, inputs={"n": 4}).counts() == {"cached": 1, "skipped": 2}
+
+
+def test_a_new_kernel_in_the_same_process_hits(tmp_path: Path) -> None:
+    with aliquot.Kernel.open(tmp_path / "s") as k:
+        k.run(PIPELINE, inputs={"n": 4})
+    with aliquot.Kernel.open(tmp_path / "s") as k:
+        assert k.run(PIPELINE, inputs={"n": 4}).counts() == {"cached": 1, "skipped": 2}
 
 
 class Model:
@@ -252,3 +260,50 @@ def test_explain_lists_every_node(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     lines = run_cli("explain", "latest", "one").stdout.splitlines()
     assert lines[0] == "one: cached"
     assert lines[1].strip().startswith("cached (from run ")
+
+
+@aliquot.task(outputs=["blob"])
+def make_blob(n: int) -> bytes:
+    bump("make_blob")
+    return bytes(range(256)) * n
+
+
+@aliquot.task(outputs=["size"])
+def blob_size(blob: bytes) -> int:
+    bump("blob_size")
+    return len(blob)
+
+
+def test_a_damaged_value_is_never_a_hit(tmp_path: Path) -> None:
+    # Seed bug: an interrupted cacher write left a file whose existence counted as a hit,
+    # and loading it then failed (or returned garbage). Here a damaged value is caught by
+    # its checksum: the consumer fails clearly, the value is quarantined, the next run
+    # recomputes it -- never a wrong value.
+    location = tmp_path / "store"
+    options = {"blob_threshold": 1024}
+    with aliquot.Kernel.open(location, store_options=options) as k:
+        first = k.run([make_blob, blob_size], inputs={"n": 64}, targets=["size"])
+        digest = first.nodes["make_blob"].outputs["blob"].digest
+    blob = next(p for p in (location / "blobs").rglob(digest))
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    blob.write_bytes(bytes(data))
+    with aliquot.Kernel.open(location, store_options=options) as k:
+        damaged = k.run(
+            [make_blob, blob_size],
+            inputs={"n": 64},
+            targets=["size"],
+            options={"overwrite_stage": "blob_size"},
+        )
+        assert damaged.status == "failed"
+        assert "failed its checksum" in damaged.nodes["blob_size"].reason
+        healed = k.run(
+            [make_blob, blob_size],
+            inputs={"n": 64},
+            targets=["size"],
+            options={"overwrite_stage": "blob_size"},
+        )
+        assert healed.status == "succeeded", healed.nodes
+        assert healed.nodes["make_blob"].status == "computed"
+        assert healed["size"] == 64 * 256
+        assert k.values.load(healed.nodes["make_blob"].outputs["blob"]) == bytes(range(256)) * 64

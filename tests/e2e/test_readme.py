@@ -25,7 +25,7 @@ def _aliquot(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_readme_shows_the_two_setup_commands() -> None:
-    assert "python -m pip install -e . && aliquot run examples/quickstart.py\n" in README
+    assert "python -m pip install -e . && aliquot run examples/experiment.py\n" in README
     assert "python -m pip install -e '.[test]' && python -m pytest\n" in README
 
 
@@ -78,3 +78,45 @@ def test_quickstart_runs_as_a_script(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("y = 2.5")
+
+
+def test_readme_experiment_runs_then_computes_nothing(tmp_path: Path) -> None:
+    blocks = re.findall(r"```python\n(.*?)```", README, flags=re.DOTALL)
+    assert len(blocks) >= 2
+    (tmp_path / "demo.py").write_text(blocks[1])
+    first = _aliquot("run", "demo.py", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == "best = 'big'\n"
+    again = _aliquot("run", "demo.py", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "nothing to compute" in again.stderr
+    code = (
+        "import aliquot, demo\n"
+        "with aliquot.Kernel.open('.aliquot') as kernel:\n"
+        "    run = kernel.run(demo.experiment)\n"
+        "    print(run['best'], run.records['small'].state['mean'])\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=ENV, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "big 4.5\n"
+
+
+def test_the_example_experiment_runs_and_caches(tmp_path: Path) -> None:
+    example = ROOT / "examples" / "experiment.py"
+    first = _aliquot("run", str(example), cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "best = 'deg5'" in first.stdout
+    # the data of the four degrees is made once per noise level
+    assert "21 computed, 12 cached" in first.stderr
+    again = _aliquot("run", str(example), cwd=tmp_path)
+    assert "nothing to compute: 1 node(s) served from the cache, 32 not needed" in again.stderr
+    dry = _aliquot("run", str(example), "--dry-run", "--names", "deg3", cwd=tmp_path)
+    assert dry.returncode == 0, dry.stderr
+    assert "deg3/evaluate" in dry.stdout
+    script = subprocess.run(
+        [sys.executable, str(example)], cwd=tmp_path, env=ENV, capture_output=True, text=True
+    )
+    assert script.returncode == 0, script.stderr
+    assert script.stdout.splitlines()[-1] == "best: deg5 | deg3 rmse: 0.205"

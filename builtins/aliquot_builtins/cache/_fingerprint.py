@@ -40,6 +40,11 @@ import orjson
 import aliquot
 from aliquot import Unfingerprintable, fingerprint
 
+#: Per process, shared by every kernel: own-code fingerprints by code object (a code
+#: object never changes), and module-level values by object (see ``_constant_fp``).
+_OWN: dict[Any, str] = {}
+_CONSTANTS: dict[int, tuple[Any, str]] = {}
+
 
 def digest(data: Any) -> str:
     """SHA-256 hex of JSON-able data (already canonical), with sorted keys."""
@@ -77,8 +82,8 @@ class CodeFingerprints:
         self._project_modules: dict[str, bool] = {}
         # Own-code fingerprints by code object: source parsing is the slow part,
         # and a code object never changes (reloading a module makes new ones).
-        self._own = own if own is not None else {}
-        self._constants = constants if constants is not None else {}
+        self._own = own if own is not None else _OWN
+        self._constants = constants if constants is not None else _CONSTANTS
         self._done: dict[int, tuple[str, dict[str, Any]]] = {}
 
     # ---------------------------------------------------------------- public

@@ -65,6 +65,16 @@ class Entry:
     def run(self) -> str:
         return str(self.doc.get("run", "?"))
 
+    def reason(self, node: Node, run_id: str) -> str:
+        """Why a node that got as far as running was served by this entry."""
+        source = self.doc.get("node")
+        where = "earlier in this run" if self.run == run_id else f"from run {self.run}"
+        if source and source != node.id:
+            where += f", by {source}"
+        if node.deps:
+            where += "; upstream unchanged"
+        return f"cached ({where})"
+
 
 def entry_prefix(prefix: bytes) -> bytes:
     return b"e" + prefix
@@ -97,16 +107,10 @@ def _resolve_path(bindings: Mapping[str, Any], path: str) -> Any:
 class RunCache:
     """Per-run state: code fingerprints, plugin versions, and the store."""
 
-    def __init__(
-        self,
-        kernel: Kernel,
-        options: Mapping[str, Any],
-        own: dict[Any, str],
-        constants: dict[int, tuple[Any, str]] | None = None,
-    ) -> None:
+    def __init__(self, kernel: Kernel, options: Mapping[str, Any]) -> None:
         self.kernel = kernel
         self.store = kernel.store
-        self.code = CodeFingerprints(own, constants)
+        self.code = CodeFingerprints()
         self.versions = {p.name: p.version for p in kernel.plugins}
         self.options = dict(options)
         self.overwrite_all = bool(options.get("overwrite"))
@@ -419,16 +423,10 @@ class CacheMiddleware:
     order = 10  # outside retries and timeouts: a cached node needs neither
     handles = frozenset({"cache"})
 
-    def __init__(self) -> None:
-        # Per process (kept across runs): own-code fingerprints by code object, and
-        # module-level values by object (see CodeFingerprints._constant_fp).
-        self._own_fps: dict[Any, str] = {}
-        self._constant_fps: dict[int, tuple[Any, str]] = {}
-
     # ------------------------------------------------------------ planning
 
     def plan(self, plan: Plan, kernel: Kernel) -> None:
-        state = RunCache(kernel, plan.options, self._own_fps, self._constant_fps)
+        state = RunCache(kernel, plan.options)
         nodes = plan.graph.nodes
         forced: set[str] = set()
         loaded: dict[str, Mapping[str, ArtifactRef]] = {}
@@ -498,13 +496,9 @@ class CacheMiddleware:
             why = [forced]
         else:
             hit, why = state.lookup(node, material)
-            if hit is not None:  # early cutoff: upstream ran but produced the same data
+            if hit is not None:  # early cutoff, or a result another node made in this run
                 ctx.info["cache"] = {"status": "hit", "run": hit.run, "key": hit.key.hex()}
-                return Outcome(
-                    "cached",
-                    refs=hit.outputs,
-                    reason=f"cached (from run {hit.run}; upstream unchanged)",
-                )
+                return Outcome("cached", refs=hit.outputs, reason=hit.reason(node, ctx.run.id))
             why = notes.get("miss") or state.miss_reasons(node, material, parts, why)
         started = time.perf_counter()
         outcome = await call_next(ctx)
