@@ -409,6 +409,30 @@ class LmdbStore:
                 last = exc
         raise StoreError(f"read from {self.root} failed: {last}")
 
+    def _has_raw(self, dbname: bytes, key: bytes) -> bool:
+        """Whether ``key`` has a record, without copying it (values can be large)."""
+        staged = self._staged
+        lookup = (dbname, key)
+        if lookup in staged:
+            return staged[lookup] is not None
+        committing = self._committing
+        if lookup in committing:
+            return committing[lookup] is not None
+        if dbname not in self._dbs and not self._db_exists(dbname):
+            return False
+        for _attempt in range(3):
+            try:
+                txn = self._env.begin(buffers=True)
+                try:
+                    return txn.get(key, db=self._dbs[dbname]) is not None
+                finally:
+                    txn.abort()
+            except lmdb.MapResizedError:
+                self._env.set_mapsize(0)
+            except lmdb.Error:  # a resize raced this read: retry
+                continue
+        return self._read_raw(dbname, key) is not None
+
     def _db_exists(self, dbname: bytes) -> bool:
         with self._begin(write=False) as txn:
             if txn.get(dbname) is None:  # named databases are keys of the main database
@@ -582,7 +606,7 @@ class LmdbStore:
     def has_value(self, digest: str) -> bool:
         self._check()
         check_digest(digest)
-        return self._read_raw(VALUES, bytes.fromhex(digest)) is not None
+        return self._has_raw(VALUES, bytes.fromhex(digest))
 
     def get_value(self, digest: str) -> bytes | memoryview | None:
         self._check()

@@ -80,8 +80,17 @@ def script_module_name(path: Path) -> str:
         if existing is not None:
             if os.path.abspath(getattr(existing, "__file__", "") or "") == str(path):
                 return stem
-        elif importlib.util.find_spec(stem) is None:
-            return stem
+        else:
+            try:
+                spec = importlib.util.find_spec(stem)
+            except (ImportError, ValueError):
+                spec = None
+            # Free, or importable as the script itself (its folder is on sys.path, as
+            # under `python -m aliquot.cli`): the same name either way.
+            if spec is None or (
+                spec.origin is not None and os.path.realpath(spec.origin) == os.path.realpath(path)
+            ):
+                return stem
     digest = hashlib.sha256(str(path).encode()).hexdigest()[:8]
     safe = "".join(c if c.isalnum() else "_" for c in stem)
     return f"aliquot_script_{safe}_{digest}"

@@ -402,14 +402,20 @@ class RunWriter:
         self.run = run
         self._records: list[NodeRecord] = []
         self._dirty: set[int] = set()
+        self._later: set[int] = set()
         self._header_dirty = True
         self._lock = threading.Lock()
 
-    def begin(self) -> None:
+    def begin(self, *, write_records: bool = True) -> None:
+        """Stage the run's header and its bookkeeping; with ``write_records``, also the
+        chunks holding nodes decided while planning (else they wait for the end)."""
         self._records = sorted(self.run.nodes.values(), key=lambda r: r.index)
         # Only chunks holding a decided node (skipped while planning) need writing now;
         # the others are written once one of their nodes starts.
         self._dirty = {r.index // CHUNK for r in self._records if r.status != "pending"}
+        if not write_records:
+            self._later = self._dirty
+            self._dirty = set()
         run = self.run
         self.store.put(SPACE_RUNSEQ, struct.pack(">Q", run.seq), run.id.encode())
         self.store.put(SPACE_ACTIVE, run.id.encode(), orjson.dumps(run.host))
@@ -440,6 +446,9 @@ class RunWriter:
             self.store.put(SPACE_RUNS, run.id.encode(), orjson.dumps(run.header_json()))
 
     def end(self) -> None:
+        with self._lock:
+            self._dirty |= self._later
+            self._later = set()
         self.flush()
         self.store.delete(SPACE_ACTIVE, self.run.id.encode())
 

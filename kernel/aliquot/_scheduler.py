@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 
 #: Staged store writes are committed at least this often during a run (seconds).
 COMMIT_INTERVAL = 1.0
+#: A node that computed for at least this long is committed (with its record) at once.
+COMMIT_AFTER = 0.25
 #: A worker walking inline nodes yields to other trio tasks at least this often.
 YIELD_INTERVAL = 0.02
 
@@ -153,17 +155,22 @@ class Scheduler:
         """Run every planned node; always leaves the run in a final state, committed."""
         run = self.run
         run.started = time.time()
-        self.log.begin()
-        # Make the running run durable now (one fsync per run): a long synchronous
-        # task on the inline executor holds the trio loop, so group commits cannot
-        # happen until it ends -- and if the process dies meanwhile, the next
-        # kernel must still find the run and mark it crashed.
-        await trio.to_thread.run_sync(self.kernel.store.commit)
+        # A run that computes nothing (every node loaded or skipped) runs no user code
+        # and ends in moments: it is made durable once, at its end. Any other run is
+        # made durable now (one fsync per run): a long synchronous task on the inline
+        # executor holds the trio loop, so group commits cannot happen until it ends
+        # -- and if the process dies meanwhile, the next kernel must still find the
+        # run and mark it crashed. Its committer then commits about once a second.
+        computes = any(d.action == "run" for d in self.plan.decisions.values())
+        self.log.begin(write_records=computes)
+        if computes:
+            await trio.to_thread.run_sync(self.kernel.store.commit)
         self.events.run_planned(run=run, plan=self.plan)
         self.events.run_started(run=run)
         cancelled_by = ""
         committer = _Committer(self.log, self.kernel.store, run)
-        committer.start()
+        if computes:
+            committer.start()
         try:
             async with trio.open_nursery() as outer:
                 with trio.CancelScope() as stop:
@@ -190,7 +197,8 @@ class Scheduler:
             raise
         finally:
             with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(committer.stop)
+                if committer.is_alive():
+                    await trio.to_thread.run_sync(committer.stop)
                 await self._finish(cancelled_by)
 
     async def _work(self) -> None:
@@ -277,7 +285,17 @@ class Scheduler:
                 outcome = await self._store_lazy(node, outcome)
             if nid in self.target_nodes and self.persist != "none":
                 outcome = await self._persist_targets(nid, outcome)
-        self._finish_node(node, record, outcome, t0, ctx.info if ctx is not None else None)
+        info = ctx.info if ctx is not None else None
+        duration = time.perf_counter() - t0
+        if outcome.status == "computed" and duration >= COMMIT_AFTER:
+            # Work that took a while is made durable at once, with its record, before
+            # anyone hears it finished: a crash right after it must not throw it away
+            # (quick nodes wait for the group commit).
+            self._record_outcome(record, outcome, duration, info)
+            self.log.flush()
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(self.kernel.store.commit)
+        self._finish_node(node, record, outcome, t0, info, duration)
 
     def _resolve(self, node: Node) -> tuple[dict[str, Any], dict[str, ArtifactRef]]:
         """The node's parameter values, and the stored refs of upstream values it takes."""
@@ -373,16 +391,13 @@ class Scheduler:
             outcome.status, outcome.values, refs, outcome.reason, outcome.error, outcome.info
         )
 
-    def _finish_node(
+    def _record_outcome(
         self,
-        node: Node,
         record: NodeRecord,
         outcome: Outcome,
-        t0: float | None,
+        duration: float,
         info: dict[str, Any] | None = None,
     ) -> None:
-        nid = node.id
-        duration = time.perf_counter() - t0 if t0 is not None else 0.0
         record.status = outcome.status
         record.reason = outcome.reason
         record.error = outcome.error
@@ -393,6 +408,20 @@ class Scheduler:
         if outcome.info or info:
             record.info = {**(info or {}), **outcome.info}
         self.log.touch(record)
+
+    def _finish_node(
+        self,
+        node: Node,
+        record: NodeRecord,
+        outcome: Outcome,
+        t0: float | None,
+        info: dict[str, Any] | None = None,
+        duration: float | None = None,
+    ) -> None:
+        nid = node.id
+        if duration is None:
+            duration = time.perf_counter() - t0 if t0 is not None else 0.0
+        self._record_outcome(record, outcome, duration, info)
         self.left -= 1
 
         if outcome.ok:

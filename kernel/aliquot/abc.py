@@ -319,17 +319,23 @@ class MiddlewareWithPlan(Middleware, Protocol):
 
 import re as _re  # noqa: E402
 
+from ._errors import StoreError as _StoreError  # noqa: E402
+
 _SPACE = _re.compile(r"^[a-z0-9_]{1,40}$")
 #: Longest key a store must accept (LMDB's limit is 511 bytes; leave room for prefixes).
 MAX_KEY = 400
+#: Space names already checked (a store validates on every call: keep it a set lookup).
+_GOOD_SPACES: set[str] = set()
 
 
 def check_space(space: str) -> None:
     """Raise :class:`~aliquot.StoreError` unless ``space`` is a valid space name."""
-    from ._errors import StoreError
-
+    if space in _GOOD_SPACES:
+        return
     if not isinstance(space, str) or not _SPACE.match(space):
-        raise StoreError(f"invalid store space {space!r}: use 1-40 of [a-z0-9_]")
+        raise _StoreError(f"invalid store space {space!r}: use 1-40 of [a-z0-9_]")
+    if len(_GOOD_SPACES) < 1024:
+        _GOOD_SPACES.add(space)
 
 
 def check_key(key: bytes) -> None:
@@ -339,12 +345,10 @@ def check_key(key: bytes) -> None:
     :func:`hashed_key`); this check turns a forgotten hash into a clear error
     instead of an LMDB ``BadValsizeError``.
     """
-    from ._errors import StoreError
-
-    if not isinstance(key, bytes):
-        raise StoreError(f"store keys are bytes, not {type(key).__name__}")
+    if type(key) is not bytes and not isinstance(key, bytes):
+        raise _StoreError(f"store keys are bytes, not {type(key).__name__}")
     if not 0 < len(key) <= MAX_KEY:
-        raise StoreError(f"store keys must be 1-{MAX_KEY} bytes, got {len(key)}")
+        raise _StoreError(f"store keys must be 1-{MAX_KEY} bytes, got {len(key)}")
 
 
 def hashed_key(text: str, prefix: bytes = b"") -> bytes:
@@ -356,7 +360,5 @@ def hashed_key(text: str, prefix: bytes = b"") -> bytes:
 
 def check_digest(digest: str) -> None:
     """Raise :class:`~aliquot.StoreError` unless ``digest`` is 64 lowercase hex characters."""
-    from ._errors import StoreError
-
     if not isinstance(digest, str) or len(digest) != 64 or digest.strip("0123456789abcdef"):
-        raise StoreError(f"invalid value digest {digest!r}")
+        raise _StoreError(f"invalid value digest {digest!r}")

@@ -177,14 +177,15 @@ def test_a_value_gone_from_the_store_is_a_miss(kernel: aliquot.Kernel) -> None:
 def test_entries_compare_their_full_key_material(kernel: aliquot.Kernel) -> None:
     import orjson
 
-    from aliquot_builtins.cache._middleware import SPACE
+    from aliquot_builtins.cache._middleware import SPACE, Material, decode_entry, encode_entry
 
     kernel.run(PIPELINE, inputs={"n": 4})
     # Forge a collision: give every entry other key material under the same key.
     for key, raw in list(kernel.store.scan(SPACE)):
-        doc = orjson.loads(raw)
-        doc["material"]["task"] = "someone.else"
-        kernel.store.put(SPACE, key, orjson.dumps(doc))
+        blob, doc = decode_entry(raw)
+        material = orjson.loads(blob)
+        material["task"] = "someone.else"
+        kernel.store.put(SPACE, key, encode_entry(Material(material), doc))
     run = kernel.run(PIPELINE, inputs={"n": 4})
     assert run.counts() == {"computed": 3}
     assert "other key material" in run.nodes["load"].info["cache"]["why"][0]
@@ -307,3 +308,14 @@ def test_a_damaged_value_is_never_a_hit(tmp_path: Path) -> None:
         assert healed.nodes["make_blob"].status == "computed"
         assert healed["size"] == 64 * 256
         assert k.values.load(healed.nodes["make_blob"].outputs["blob"]) == bytes(range(256)) * 64
+
+
+def test_an_unreadable_entry_is_a_miss_not_a_crash(kernel: aliquot.Kernel) -> None:
+    from aliquot_builtins.cache._middleware import SPACE
+
+    kernel.run(PIPELINE, inputs={"n": 4})
+    for key, _ in list(kernel.store.scan(SPACE)):
+        kernel.store.put(SPACE, key, b"\x01garbage")
+    run = kernel.run(PIPELINE, inputs={"n": 4})
+    assert run.counts() == {"computed": 3}
+    assert run.nodes["load"].info["cache"]["status"] == "miss"

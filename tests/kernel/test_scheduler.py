@@ -505,3 +505,22 @@ def test_lazy_outputs_are_stored_and_each_consumer_loads_its_own_copy() -> None:
         run = kernel.run(graph)
     assert run["a"] == [1, 2, 3, 99] and run["b"] == [1, 2, 3, 99]
     assert "data" in run.nodes["produce"].outputs  # stored
+
+
+def test_a_run_that_computes_nothing_is_committed_once_and_others_at_start_too() -> None:
+    cache = FakeCache()
+    with make_kernel([_middleware_plugin(cache)]) as kernel:
+        commits = []
+        original = kernel.store.commit
+
+        def counting() -> None:
+            commits.append(1)
+            original()
+
+        kernel.store.commit = counting  # type: ignore[method-assign]
+        run = kernel.run([base, independent])  # independent loaded, base skipped
+        assert run.counts() == {"cached": 1, "skipped": 1}
+        assert len(commits) == 1
+        commits.clear()
+        kernel.run([base])  # computes: durable when it starts, and when it ends
+        assert len(commits) == 2

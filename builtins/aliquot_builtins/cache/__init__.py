@@ -18,11 +18,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
-import orjson
 
 from aliquot import hookimpl
 
-from ._middleware import SPACE, CacheMiddleware
+from ._middleware import SPACE, CacheMiddleware, decode_entry
 
 __all__ = ["CacheMiddleware"]
 
@@ -62,7 +61,11 @@ def aliquot_register_commands(register: Callable[..., None]) -> None:
 
 def _live(kernel: Any) -> Iterator[str]:
     for _, raw in kernel.store.scan(SPACE):
-        for ref in orjson.loads(raw)["outputs"].values():
+        try:
+            _, doc = decode_entry(raw)
+        except ValueError:
+            continue  # an unreadable entry is never a hit: its values need not live
+        for ref in doc["outputs"].values():
             yield ref["digest"]
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import click
 import orjson
 
-from ._middleware import SLOTS, SPACE
+from ._middleware import PATHS, SLOTS, SPACE, decode_entry
 
 
 def _kernel(ctx: click.Context, store: str | None, *, readonly: bool = False) -> Any:
@@ -95,7 +95,7 @@ def cache_ls(ctx: click.Context, task: str | None, store: str | None, as_json: b
 
     kernel = _kernel(ctx, store, readonly=_store_exists(store))
     try:
-        entries = [orjson.loads(raw) for _, raw in kernel.store.scan(SPACE)]
+        entries = [_doc(raw) for _, raw in kernel.store.scan(SPACE)]
     finally:
         kernel.close()
     if task is not None:
@@ -135,7 +135,7 @@ def cache_clear(ctx: click.Context, task: str | None, store: str | None) -> None
     removed = 0
     try:
         for key, raw in list(kernel.store.scan(SPACE)):
-            doc = orjson.loads(raw)
+            doc = _doc(raw)
             if task is None or _matches(doc["task"], task):
                 kernel.store.delete(SPACE, key)
                 removed += 1
@@ -143,6 +143,9 @@ def cache_clear(ctx: click.Context, task: str | None, store: str | None) -> None
             doc = orjson.loads(raw)
             if task is None or _matches(doc["slot"].partition("|")[0], task):
                 kernel.store.delete(SLOTS, key)
+        if task is None:
+            for key, _ in list(kernel.store.scan(PATHS)):
+                kernel.store.delete(PATHS, key)
     finally:
         kernel.close()
     click.echo(f"removed {removed} cache entr{'y' if removed == 1 else 'ies'}")
@@ -150,3 +153,10 @@ def cache_clear(ctx: click.Context, task: str | None, store: str | None) -> None
 
 def _matches(qualified: str, name: str) -> bool:
     return qualified == name or qualified.rpartition(".")[2] == name
+
+
+def _doc(raw: bytes) -> dict[str, Any]:
+    try:
+        return decode_entry(raw)[1]
+    except ValueError as exc:  # listed (and clearable) rather than hidden
+        return {"task": "?", "node": f"<unreadable entry: {exc}>", "outputs": {}, "reads": {}}

@@ -40,10 +40,15 @@ import orjson
 import aliquot
 from aliquot import Unfingerprintable, fingerprint
 
-#: Per process, shared by every kernel: own-code fingerprints by code object (a code
-#: object never changes), and module-level values by object (see ``_constant_fp``).
+#: Per process, shared by every kernel: source fingerprints by code object (a code
+#: object never changes; functions made by one factory share it, so defaults and
+#: closures are fingerprinted apart), module-level values by object (see
+#: ``_constant_fp``), and whole results of ``of()`` (see ``_Walk``).
 _OWN: dict[Any, str] = {}
 _CONSTANTS: dict[int, tuple[Any, str]] = {}
+_RESULTS: dict[int, tuple[Any, list[tuple[Any, ...]], tuple[str, dict[str, Any]]]] = {}
+_ABSENT: Any = object()
+_CLASSES: dict[int, tuple[type, str]] = {}
 
 
 def digest(data: Any) -> str:
@@ -85,19 +90,54 @@ class CodeFingerprints:
         self._own = own if own is not None else _OWN
         self._constants = constants if constants is not None else _CONSTANTS
         self._done: dict[int, tuple[str, dict[str, Any]]] = {}
+        # What the walk in progress depends on (see ``of``); None outside a walk.
+        self._deps: list[tuple[Any, ...]] | None = None
+        self._walking: set[int] = set()
 
     # ---------------------------------------------------------------- public
 
     def of(self, fn: Callable[..., Any]) -> tuple[str, dict[str, Any]]:
-        """``(digest, parts)`` for a task's callable; ``parts`` names what was included."""
-        target = inspect.unwrap(fn)
+        """``(digest, parts)`` for a task's callable (or a class); ``parts`` names what was
+        included.
+
+        The walk is kept across runs with what it depended on -- every global name it
+        looked up (and what that name held), and every function's defaults and closure
+        cells -- and reused while all of those are still the same objects. Editing a
+        file makes new objects (a new process, or a reloaded module), so it is seen.
+        """
+        target = fn if isinstance(fn, type) else inspect.unwrap(fn)
         cached = self._done.get(id(target))
         if cached is not None:
             return cached
-        parts: dict[str, Any] = {"self": self._own_fp(target), "reaches": {}, "constants": {}}
-        self._walk(target, parts, {aliquot.qualified_name(target)})
+        memo = _RESULTS.get(id(target))
+        if memo is not None and memo[0] is target and _still_valid(memo[1]):
+            self._done[id(target)] = memo[2]
+            if self._deps is not None:
+                self._deps.extend(memo[1])
+            return memo[2]
+        name = aliquot.qualified_name(target)
+        if id(target) in self._walking:  # a cycle (a closure holding its own maker...)
+            return digest(["cycle", name]), {}
+        self._walking.add(id(target))
+        outer = self._deps
+        self._deps = []
+        try:
+            parts: dict[str, Any] = {"reaches": {}, "constants": {}}
+            if isinstance(target, type):
+                parts["self"] = self._class_fp(target)
+                self._walk_class(target, parts, {name})
+            else:
+                parts["self"] = self._own_fp(target)
+                self._walk(target, parts, {name})
+            deps = self._deps
+        finally:
+            self._deps = outer
+            self._walking.discard(id(target))
+        if outer is not None:
+            outer.extend(deps)
         result = (digest(parts), parts)
         self._done[id(target)] = result
+        _RESULTS[id(target)] = (target, deps, result)
         return result
 
     def value_fp(self, value: Any) -> str:
@@ -111,13 +151,7 @@ class CodeFingerprints:
             Unfingerprintable: the value has no canonical form.
         """
         if isinstance(value, (type, types.FunctionType)):
-            module = getattr(value, "__module__", None)
-            name = aliquot.qualified_name(value)
-            if self._is_project(module):
-                if isinstance(value, type):
-                    return digest(["class", name, self._class_fp(value)])
-                return digest(["function", name, self.of(value)[0]])
-            return digest(["library", name])
+            return self._code_value_fp(value)
         if isinstance(value, (types.BuiltinFunctionType, functools.partial)):
             if isinstance(value, functools.partial):
                 return digest(
@@ -130,31 +164,38 @@ class CodeFingerprints:
             return digest(["library", aliquot.qualified_name(value)])
         return fingerprint(value)
 
+    def _code_value_fp(self, value: Any) -> str:
+        """A class or function: by its code in the project -- with the project code it
+        reaches, as for a task -- and by its name elsewhere."""
+        name = aliquot.qualified_name(value)
+        if not self._is_project(getattr(value, "__module__", None)):
+            return digest(["library", name])
+        kind = "class" if isinstance(value, type) else "function"
+        return digest([kind, name, self.of(value)[0]])
+
     # ---------------------------------------------------------------- walking
 
     def _own_fp(self, fn: Any) -> str:
+        """A function's own code, default values and closure values."""
         code = getattr(fn, "__code__", None)
-        key = code if code is not None else id(fn)
-        own = self._own.get(key)
-        if own is None:
-            own = aliquot.code_fingerprint(fn)
-            extra = []
-            for attr in ("__defaults__", "__kwdefaults__"):
-                value = getattr(fn, attr, None)
-                if value:
-                    extra.append(self._value_fp(value))
-            cells = getattr(fn, "__closure__", None)
-            if cells:
-                for cell in cells:
-                    try:
-                        extra.append(self._value_fp(cell.cell_contents))
-                    except ValueError:  # an empty cell
-                        extra.append("empty")
-            if extra:
-                own = digest([own, extra])
+        source = self._own.get(code) if code is not None else None
+        if source is None:
+            source = aliquot.code_fingerprint(fn)
             if code is not None:
-                self._own[key] = own
-        return own
+                self._own[code] = source
+        defaults = getattr(fn, "__defaults__", None)
+        kwdefaults = getattr(fn, "__kwdefaults__", None)
+        cells = getattr(fn, "__closure__", None) or ()
+        contents = tuple(_cell_contents(cell) for cell in cells)
+        if self._deps is not None:
+            self._deps.append(("function", fn, defaults, kwdefaults, contents))
+        extra = []
+        for value in (defaults, kwdefaults):
+            if value:
+                extra.append(self._value_fp(value))
+        for value in contents:
+            extra.append("empty" if value is _ABSENT else self._value_fp(value))
+        return digest([source, extra]) if extra else source
 
     def _constant_fp(self, obj: Any) -> str:
         """A module-level value's fingerprint, taken the first time this process sees the
@@ -168,11 +209,19 @@ class CodeFingerprints:
         return fp
 
     def _value_fp(self, value: Any) -> str:
-        if callable(value) and not isinstance(value, type):
+        """A default, closure or module-level value; never raises. Project functions and
+        classes count by their code (what they compute), other callables by name."""
+        if isinstance(value, (types.FunctionType, type)):
+            return self._code_value_fp(value)
+        if callable(value):
             return "callable:" + aliquot.qualified_name(value)
         try:
             return fingerprint(value)
         except Unfingerprintable:
+            if isinstance(value, (tuple, list)):
+                return digest([type(value).__name__, [self._value_fp(v) for v in value]])
+            if isinstance(value, dict) and all(type(k) is str for k in value):
+                return digest(["dict", {k: self._value_fp(v) for k, v in value.items()}])
             return f"opaque:{type(value).__module__}.{type(value).__qualname__}"
 
     def _walk(self, fn: Any, parts: dict[str, Any], seen: set[str]) -> None:
@@ -181,9 +230,13 @@ class CodeFingerprints:
         if code is None or namespace is None:
             return
         names = set(_names_of(code))
+        deps = self._deps
         for name in sorted(names):
-            if name in namespace:
-                self._reach(name, namespace[name], names, parts, seen, fn)
+            value = namespace.get(name, _ABSENT)
+            if deps is not None:
+                deps.append(("name", namespace, name, value))
+            if value is not _ABSENT:
+                self._reach(name, value, names, parts, seen, fn)
 
     def _reach(
         self,
@@ -196,11 +249,14 @@ class CodeFingerprints:
     ) -> None:
         if isinstance(obj, types.ModuleType):
             if self._is_project(obj.__name__):
+                namespace = vars(obj)
+                deps = self._deps
                 for attr in sorted(names):
-                    if attr in vars(obj):
-                        self._reach(
-                            f"{obj.__name__}.{attr}", vars(obj)[attr], names, parts, seen, obj
-                        )
+                    value = namespace.get(attr, _ABSENT)
+                    if deps is not None:
+                        deps.append(("name", namespace, attr, value))
+                    if value is not _ABSENT:
+                        self._reach(f"{obj.__name__}.{attr}", value, names, parts, seen, obj)
             return
         if isinstance(obj, functools.partial):
             self._reach(label, obj.func, names, parts, seen, owner)
@@ -215,10 +271,7 @@ class CodeFingerprints:
             seen.add(key)
             if isinstance(obj, type):
                 parts["reaches"][key] = self._class_fp(obj)
-                for member in vars(obj).values():
-                    inner = getattr(member, "__func__", member)
-                    if isinstance(inner, types.FunctionType):
-                        self._walk(inner, parts, seen)
+                self._walk_class(obj, parts, seen)
             else:
                 parts["reaches"][key] = self._own_fp(obj)
                 self._walk(obj, parts, seen)
@@ -234,13 +287,32 @@ class CodeFingerprints:
             key = label if "." in label else f"{module}.{label}"
             parts["constants"][key] = self._constant_fp(obj)
 
-    def _class_fp(self, cls: type) -> str:
-        try:
-            import ast
-            import textwrap
+    def _walk_class(self, cls: type, parts: dict[str, Any], seen: set[str]) -> None:
+        """Walk what a class's methods (static, class and property ones too) reach."""
+        for member in list(vars(cls).values()):
+            if isinstance(member, property):
+                functions = [member.fget, member.fset, member.fdel]
+            else:
+                functions = [getattr(member, "__func__", member)]
+            for inner in functions:
+                if isinstance(inner, types.FunctionType):
+                    self._walk(inner, parts, seen)
 
-            source = textwrap.dedent(inspect.getsource(cls))
-            return digest(["class", ast.dump(ast.parse(source), include_attributes=False)])
+    def _class_fp(self, cls: type) -> str:
+        """A class's code (memoized per class object: a redefined class is a new one)."""
+        entry = _CLASSES.get(id(cls))
+        if entry is not None and entry[0] is cls:
+            return entry[1]
+        fp = self._class_source_fp(cls)
+        _CLASSES[id(cls)] = (cls, fp)
+        return fp
+
+    def _class_source_fp(self, cls: type) -> str:
+        """The class's source without comments, docstrings or layout; its methods' code
+        when there is no source."""
+        try:
+            inspect.getsource(cls)
+            return aliquot.code_fingerprint(cls)
         except (OSError, TypeError, SyntaxError):
             methods = sorted(
                 (name, aliquot.code_fingerprint(m))
@@ -266,3 +338,30 @@ class CodeFingerprints:
             result = not any(real.startswith(root) for root in self._roots)
         self._project_modules[module_name] = result
         return result
+
+
+def _cell_contents(cell: Any) -> Any:
+    try:
+        return cell.cell_contents
+    except ValueError:  # an empty cell
+        return _ABSENT
+
+
+def _still_valid(deps: list[tuple[Any, ...]]) -> bool:
+    """Whether every name and function a memoized walk depended on is unchanged."""
+    for dep in deps:
+        if dep[0] == "name":
+            _, namespace, name, value = dep
+            if namespace.get(name, _ABSENT) is not value:
+                return False
+        else:
+            _, fn, defaults, kwdefaults, contents = dep
+            if fn.__defaults__ is not defaults or fn.__kwdefaults__ is not kwdefaults:
+                return False
+            cells = fn.__closure__ or ()
+            if len(cells) != len(contents):
+                return False
+            for cell, value in zip(cells, contents, strict=True):
+                if _cell_contents(cell) is not value:
+                    return False
+    return True

@@ -25,6 +25,7 @@ version, so its downstream still hits. Errors are never cached.
 from __future__ import annotations
 
 import hashlib
+import struct
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
@@ -39,13 +40,51 @@ if TYPE_CHECKING:
     from aliquot import Kernel, Node, NodeContext, Plan, TaskSpec
     from aliquot.abc import Handler
 
-FORMAT: Final = 1
+FORMAT: Final = 2
 SPACE: Final = "cache"
 SLOTS: Final = "cache_slots"
-#: A node that took at least this long is committed at once: a crash right after
-#: it must not throw its work away (quick nodes wait for the group commit).
-COMMIT_AFTER: Final = 0.25
+PATHS: Final = "cache_paths"
+#: A material whose entries read more different sets of paths than this is not indexed.
+MAX_PATH_SETS: Final = 16
 _MISSING: Final = object()
+
+
+class Material:
+    """A node's key material: the document, its canonical bytes, and their SHA-256."""
+
+    __slots__ = ("blob", "doc", "prefix")
+
+    def __init__(self, doc: dict[str, Any]) -> None:
+        self.doc = doc
+        self.blob = orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
+        self.prefix = hashlib.sha256(self.blob).digest()
+
+
+_ENTRY_HEAD: Final = struct.Struct(">BI")
+
+
+def encode_entry(material: Material, doc: Mapping[str, Any]) -> bytes:
+    """An entry as stored: format byte, the material's canonical bytes, then the rest as JSON.
+
+    The material is kept verbatim so a hit compares it byte for byte (never a wrong
+    value from a hash collision) without parsing it."""
+    blob = material.blob
+    return _ENTRY_HEAD.pack(FORMAT, len(blob)) + blob + orjson.dumps(doc)
+
+
+def decode_entry(raw: bytes) -> tuple[bytes, dict[str, Any]]:
+    """``(material bytes, document)`` of a stored entry; ValueError if it is not one."""
+    if len(raw) < _ENTRY_HEAD.size:
+        raise ValueError("truncated cache entry")
+    fmt, size = _ENTRY_HEAD.unpack_from(raw)
+    if fmt != FORMAT:
+        raise ValueError(f"cache entry format {fmt} (this plugin reads {FORMAT})")
+    start = _ENTRY_HEAD.size
+    blob = raw[start : start + size]
+    if len(blob) != size:
+        raise ValueError("truncated cache entry")
+    doc: dict[str, Any] = orjson.loads(raw[start + size :])
+    return blob, doc
 
 
 class Entry:
@@ -78,6 +117,15 @@ class Entry:
 
 def entry_prefix(prefix: bytes) -> bytes:
     return b"e" + prefix
+
+
+_NO_READS: Final = hashlib.sha256(orjson.dumps([])).digest()
+
+
+def entry_key(prefix: bytes, reads: Mapping[str, str]) -> bytes:
+    if not reads:
+        return b"e" + prefix + _NO_READS
+    return b"e" + prefix + hashlib.sha256(orjson.dumps(sorted(reads.items()))).digest()
 
 
 def slot_of(node: Node) -> str:
@@ -118,6 +166,14 @@ class RunCache:
         self.overwrite_stages = {stages} if isinstance(stages, str) else set(stages)
         # Bound objects live as long as the plan (which holds the graph), so ids are stable.
         self._read_memo: dict[tuple[int, str], str] = {}
+        # The paths index of each material looked up in this run (prefix -> index).
+        self._paths: dict[bytes, dict[str, Any]] = {}
+        # Per task spec: (task, task type, code, code parts, outputs, by-reads names).
+        self._static: dict[int, tuple[Any, ...]] = {}
+        self._serializer_versions = {
+            name: str(self.kernel.serializers.get(name).version)
+            for name in self.kernel.serializers.names()
+        }
 
     # ------------------------------------------------------------ material
 
@@ -133,16 +189,29 @@ class RunCache:
             return digest(["version", spec.version]), {"version": spec.version}
         return self.code.of(spec.fn)
 
+    def _static_of(self, spec: TaskSpec) -> tuple[Any, ...]:
+        static = self._static.get(id(spec))
+        if static is None:
+            code, parts = self.code_of(spec)
+            static = self._static[id(spec)] = (
+                spec.name,
+                self.task_type_id(spec.kind),
+                code,
+                parts,
+                {o.name: o.serializer or "auto" for o in spec.outputs},
+                frozenset(spec.extra.get("cache_by_reads", ())),
+                spec,  # keeps id(spec) from being reused while this memo lives
+            )
+        return static
+
     def material(
         self,
         node: Node,
         refs_of: Mapping[str, Mapping[str, ArtifactRef]],
         values: Mapping[str, Any],
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
+    ) -> tuple[Material, dict[str, Any]]:
         """``(material, code parts)`` for a node; raises Unfingerprintable."""
-        spec = node.task
-        by_reads = set(spec.extra.get("cache_by_reads", ()))
-        code, parts = self.code_of(spec)
+        task, task_type, code, parts, outputs, by_reads, _ = self._static_of(node.task)
         inputs: dict[str, str] = {}
         for name, binding in node.bindings.items():
             if name in by_reads:
@@ -159,13 +228,13 @@ class RunCache:
                 inputs[name] = "value:" + self.code.value_fp(binding)
         material = {
             "format": FORMAT,
-            "task": spec.name,
-            "task_type": self.task_type_id(spec.kind),
+            "task": task,
+            "task_type": task_type,
             "code": code,
             "inputs": inputs,
-            "outputs": {o.name: o.serializer or "auto" for o in spec.outputs},
+            "outputs": outputs,
         }
-        return material, parts
+        return Material(material), parts
 
     def _data_version(
         self,
@@ -207,31 +276,81 @@ class RunCache:
             return ["dict", pairs]
         return ["value", fingerprint(binding)]
 
-    @staticmethod
-    def prefix(material: Mapping[str, Any]) -> bytes:
-        return hashlib.sha256(orjson.dumps(material, option=orjson.OPT_SORT_KEYS)).digest()
-
     # ------------------------------------------------------------ lookup
 
-    def lookup(self, node: Node, material: Mapping[str, Any]) -> tuple[Entry | None, list[str]]:
-        """The matching entry, or None and why the closest ones do not match."""
-        prefix = self.prefix(material)
+    def lookup(
+        self, node: Node, material: Material, *, verify: bool = True
+    ) -> tuple[Entry | None, list[str]]:
+        """The matching entry, or None and why the candidates do not match.
+
+        Entries are keyed by the material and the fingerprints of what they read, and
+        space ``cache_paths`` lists, per material, the sets of paths its entries read:
+        a lookup computes the key of each set from the current bindings and reads it
+        directly (usually one get), whatever the number of entries. Without that index
+        (or past its size limit) it scans the entries under the material.
+        """
+        prefix = material.prefix
+        index = self._paths.get(prefix)
+        if index is None:
+            raw = self.store.get(PATHS, prefix)
+            index = orjson.loads(raw) if raw is not None else {"missing": True}
+            self._paths[prefix] = index
+        if "sets" in index:
+            return self._lookup_direct(node, material, prefix, index["sets"], verify)
+        return self._lookup_scan(node, material, prefix, verify)
+
+    def _lookup_direct(
+        self,
+        node: Node,
+        material: Material,
+        prefix: bytes,
+        path_sets: list[list[str]],
+        verify: bool,
+    ) -> tuple[Entry | None, list[str]]:
+        why: list[str] = []
+        for paths in path_sets:
+            try:
+                reads = {path: self.read_fp(node, path) for path in paths}
+            except (KeyError, AttributeError, Unfingerprintable):
+                continue  # this entry read something this node does not have
+            key = entry_key(prefix, reads)
+            raw = self.store.get(SPACE, key)
+            if raw is None:
+                continue
+            entry, problem = self._check(key, raw, node, material, verify)
+            if entry is not None:
+                return entry, []
+            why.append(problem)
+        return None, why
+
+    def _lookup_scan(
+        self, node: Node, material: Material, prefix: bytes, verify: bool
+    ) -> tuple[Entry | None, list[str]]:
         why: list[str] = []
         for key, raw in self.store.scan(SPACE, entry_prefix(prefix)):
-            doc = orjson.loads(raw)
-            if doc.get("format") != FORMAT or doc.get("material") != material:
-                why.append("an entry with this key has other key material (a hash collision?)")
-                continue
-            changed = self.changed_reads(node, doc.get("reads") or {})
-            if changed:
-                why.extend(changed)
-                continue
-            problem = self._usable(doc)
-            if problem:
-                why.append(problem)
-                continue
-            return Entry(key, doc), []
+            entry, problem = self._check(key, raw, node, material, verify)
+            if entry is not None:
+                return entry, []
+            why.append(problem)
         return None, why
+
+    def _check(
+        self, key: bytes, raw: bytes, node: Node, material: Material, verify: bool = True
+    ) -> tuple[Entry | None, str]:
+        """The entry if it is a hit for ``node``, else why not."""
+        try:
+            blob, doc = decode_entry(raw)
+        except ValueError as exc:
+            return None, f"an unreadable cache entry ({exc})"
+        if blob != material.blob:
+            return None, "an entry with this key has other key material (a hash collision?)"
+        changed = self.changed_reads(node, doc.get("reads") or {})
+        if changed:
+            return None, "; ".join(changed)
+        problem = self._usable(doc, verify)
+        if problem:
+            return None, problem
+        return Entry(key, doc), ""
 
     def read_fp(self, node: Node, path: str) -> str:
         """The fingerprint of what ``path`` reads now (memoized per bound object and path)."""
@@ -258,32 +377,39 @@ class RunCache:
                 changed.append(f"parameter {path} changed")
         return changed
 
-    def _usable(self, doc: Mapping[str, Any]) -> str | None:
-        serializers = self.kernel.serializers
+    def _usable(self, doc: Mapping[str, Any], values: bool = True) -> str | None:
+        """Why an entry cannot serve (a serializer gone or changed; with ``values``, a
+        stored value gone), or None."""
+        versions = self._serializer_versions
         for name, ref in doc["outputs"].items():
-            if ref["serializer"] not in serializers:
+            version = versions.get(ref["serializer"])
+            if version is None:
                 return (
                     f"output {name!r} was stored by serializer {ref['serializer']!r}, which is gone"
                 )
-            version = str(serializers.get(ref["serializer"]).version)
             if version != ref["serializer_version"]:
                 return (
                     f"serializer {ref['serializer']!r} of output {name!r} changed version "
                     f"({ref['serializer_version']} -> {version})"
                 )
-            if not self.store.has_value(ref["digest"]):
+            if values and not self.store.has_value(ref["digest"]):
+                return f"the stored value of output {name!r} is gone"
+        return None
+
+    def values_gone(self, outputs: Mapping[str, ArtifactRef]) -> str | None:
+        for name, ref in outputs.items():
+            if not self.store.has_value(ref.digest):
                 return f"the stored value of output {name!r} is gone"
         return None
 
     # ------------------------------------------------------------ explaining
 
-    def why_missed(
-        self, node: Node, material: Mapping[str, Any], parts: Mapping[str, Any]
-    ) -> list[str]:
+    def why_missed(self, node: Node, current: Material, parts: Mapping[str, Any]) -> list[str]:
         """What changed since the last entry of this node's slot."""
         raw = self.store.get(SLOTS, _slot_key(slot_of(node)))
         if raw is None:
             return ["no earlier result for this node"]
+        material = current.doc
         last = orjson.loads(raw)
         before = last.get("material") or {}
         reasons = []
@@ -315,7 +441,7 @@ class RunCache:
     def miss_reasons(
         self,
         node: Node,
-        material: Mapping[str, Any],
+        material: Material,
         parts: Mapping[str, Any],
         lookup_why: list[str],
     ) -> list[str]:
@@ -331,39 +457,51 @@ class RunCache:
     def store_entry(
         self,
         node: Node,
-        material: Mapping[str, Any],
+        material: Material,
         parts: Mapping[str, Any],
         reads: Mapping[str, str],
         outputs: Mapping[str, ArtifactRef],
         run_id: str,
         duration: float,
     ) -> bytes:
-        prefix = self.prefix(material)
-        key = entry_prefix(prefix) + bytes.fromhex(digest(sorted(reads.items())))
+        prefix = material.prefix
+        key = entry_key(prefix, reads)
+        self._index_paths(prefix, sorted(reads))
         slot = slot_of(node)
         doc = {
             "format": FORMAT,
             "task": node.task.name,
             "slot": slot,
             "node": node.id,
-            "material": dict(material),
             "reads": dict(reads),
             "outputs": {name: ref.to_json() for name, ref in outputs.items()},
             "run": run_id,
             "created": time.time(),
             "duration": duration,
         }
-        self.store.put(SPACE, key, orjson.dumps(doc))
+        self.store.put(SPACE, key, encode_entry(material, doc))
         slot_doc = {
             "slot": slot,
             "entry": key.hex(),
-            "material": dict(material),
+            "material": material.doc,
             "code_parts": dict(parts),
             "reads": dict(reads),
             "run": run_id,
         }
         self.store.put(SLOTS, _slot_key(slot), orjson.dumps(slot_doc))
         return key
+
+    def _index_paths(self, prefix: bytes, paths: list[str]) -> None:
+        raw = self.store.get(PATHS, prefix)
+        index = orjson.loads(raw) if raw is not None else {"sets": []}
+        if index.get("overflow") or paths in index["sets"]:
+            return
+        if len(index["sets"]) >= MAX_PATH_SETS:
+            index = {"overflow": True}  # too varied to index: lookups scan
+        else:
+            index["sets"].append(paths)
+        self.store.put(PATHS, prefix, orjson.dumps(index))
+        self._paths[prefix] = index
 
     def read_fingerprints(self, node: Node, paths: list[str]) -> dict[str, str] | None:
         """Fingerprints of what a task read; None when one cannot be fingerprinted."""
@@ -458,7 +596,8 @@ class CacheMiddleware:
                 notes["cache_off"] = f"not cached: {exc}"
                 plan.decide(nid, "run", notes["cache_off"])
                 continue
-            entry, why = state.lookup(node, material)
+            # Values are checked below, only for loaded nodes whose values are used.
+            entry, why = state.lookup(node, material, verify=False)
             if entry is None:
                 notes["miss"] = state.miss_reasons(node, material, parts, why)
                 plan.decide(nid, "run", "; ".join(notes["miss"]))
@@ -467,6 +606,37 @@ class CacheMiddleware:
             plan.stored[nid] = loaded[nid]
             notes["entry"] = entry
             plan.decide(nid, "load", f"cached (from run {entry.run})")
+        self._check_used_values(plan, state, loaded)
+
+    @staticmethod
+    def _check_used_values(
+        plan: Plan, state: RunCache, loaded: dict[str, Mapping[str, ArtifactRef]]
+    ) -> None:
+        """Make sure the values of loaded nodes are in the store -- only for loaded nodes
+        whose values will be used: targets, and inputs of nodes that run. A loaded node
+        whose value is gone runs instead (its inputs are then used, and checked in turn).
+        A loaded node nothing uses needs no value: its consumers were loaded too, and
+        their results are valid for the data it had."""
+        nodes = plan.graph.nodes
+        seen: set[str] = set()
+        stack = list(plan.target_nodes)
+        while stack:
+            nid = stack.pop()
+            if nid in seen:
+                continue
+            seen.add(nid)
+            outputs = loaded.get(nid)
+            if outputs is not None:
+                gone = state.values_gone(outputs)
+                if gone is None:
+                    continue
+                del loaded[nid]
+                plan.stored.pop(nid, None)
+                notes = plan.notes[nid]
+                notes.pop("entry", None)
+                notes["miss"] = [gone]
+                plan.decide(nid, "run", gone)
+            stack.extend(nodes[nid].deps)
 
     # ------------------------------------------------------------ running
 
@@ -523,10 +693,8 @@ class CacheMiddleware:
                 return _with(outcome, refs=refs, info=info)
         key = state.store_entry(node, material, parts, reads, refs, ctx.run.id, duration)
         info["cache"] = {"status": "miss", "why": why, "key": key.hex()}
-        if duration >= COMMIT_AFTER:
-            import trio
-
-            await trio.to_thread.run_sync(ctx.store.commit)
+        # Durable with the node's record: the scheduler commits slow nodes at once, and
+        # the others with its group commit (about once a second).
         return _with(outcome, refs=refs, info=info)
 
 

@@ -299,19 +299,19 @@ class Recorder:
                 ref = Ref(node.id, out)
                 graph.default_targets.append(public.get(ref, node.id))
         graph.default_targets = list(dict.fromkeys(graph.default_targets))
+        by_record: dict[str, list[list[Any]]] = {}
+        for node in graph.nodes.values():
+            by_record.setdefault(node.labels["record"], []).append(
+                [node.id, node.task.short_name, list(node.outputs)]
+            )
         graph.meta["stages"] = {
             "experiment": self.context.name,
-            "records": [_record_meta(r, graph) for r in self.records],
+            "records": [_record_meta(r, by_record.get(r._name, [])) for r in self.records],
         }
         return graph
 
 
-def _record_meta(record: Record, graph: Graph) -> dict[str, Any]:
-    nodes = [
-        [node.id, node.task.short_name, list(node.outputs)]
-        for node in graph.nodes.values()
-        if node.labels.get("record") == record._name
-    ]
+def _record_meta(record: Record, nodes: list[list[Any]]) -> dict[str, Any]:
     return {
         "name": record._name,
         "index": record._index,
