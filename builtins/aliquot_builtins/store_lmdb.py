@@ -43,7 +43,7 @@ from typing import Any, ClassVar, Final
 import lmdb
 
 from aliquot import StoreError, StoreForkedError, hookimpl
-from aliquot.abc import Buffer, check_digest, check_key, check_space
+from aliquot.abc import MAX_KEY, Buffer, check_digest, check_key, check_space
 
 FORMAT_VERSION: Final = 1
 MAGIC: Final = b"AQ\x01"
@@ -233,6 +233,7 @@ class LmdbStore:
         self._staged: dict[tuple[bytes, bytes], bytes | None] = {}
         self._committing: dict[tuple[bytes, bytes], bytes | None] = {}
         self._dbs: dict[bytes, Any] = {}
+        self._space_names: dict[str, bytes] = {}  # space -> LMDB database name, once checked
         self._closed = False
         self._lockfile: int | None = None
         self.quarantined = 0
@@ -395,8 +396,20 @@ class LmdbStore:
         committing = self._committing
         if lookup in committing:
             return committing[lookup]
-        if dbname not in self._dbs and not self._db_exists(dbname):
-            return None
+        db = self._dbs.get(dbname)
+        if db is None:
+            if not self._db_exists(dbname):
+                return None
+        else:
+            try:  # the common case, without the retry loop's overhead
+                txn = self._env.begin()
+                try:
+                    raw = txn.get(key, db=db)
+                finally:
+                    txn.abort()
+                return None if raw is None else bytes(raw)
+            except lmdb.Error:
+                pass  # a resize raced this read: the loop below adopts it and retries
         last: Exception | None = None
         for _attempt in range(3):
             try:
@@ -458,10 +471,14 @@ class LmdbStore:
     # ------------------------------------------------------------- key/value
 
     def get(self, space: str, key: bytes) -> bytes | None:
-        self._check()
-        check_space(space)
-        check_key(key)
-        dbname = b"s:" + space.encode()
+        if self._closed or os.getpid() != self._pid:
+            self._check()
+        dbname = self._space_names.get(space)
+        if dbname is None:
+            check_space(space)
+            dbname = self._space_names[space] = b"s:" + space.encode()
+        if type(key) is not bytes or not 0 < len(key) <= MAX_KEY:
+            check_key(key)
         raw = self._read_raw(dbname, key)
         if raw is None:
             return None

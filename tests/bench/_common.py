@@ -202,8 +202,14 @@ def round_robin(
     return {name: Stats(values) for name, values in samples.items()}
 
 
-def profile(label: str, fn: Callable[[], Any], limit: int = 25) -> None:
-    """Run ``fn`` once under cProfile; print the top functions by cumulative time to stderr."""
+def profile(
+    label: str,
+    fn: Callable[[], Any],
+    limit: int = 25,
+    sorts: Sequence[str] = ("cumulative",),
+) -> None:
+    """Run ``fn`` once under cProfile; print the top functions, for each of ``sorts``
+    (``cumulative``, ``tottime``), to stderr."""
     import cProfile
     import io
     import pstats
@@ -214,13 +220,29 @@ def profile(label: str, fn: Callable[[], Any], limit: int = 25) -> None:
         fn()
     finally:
         profiler.disable()
-    out = io.StringIO()
-    stats = pstats.Stats(profiler, stream=out)
-    stats.sort_stats("cumulative").print_stats(limit)
-    text = out.getvalue()
-    # pstats prints absolute paths; shorten the ones inside this checkout and site-packages.
-    text = text.replace(str(REPO) + os.sep, "").replace(sys.prefix + os.sep, "")
-    progress(f"\n---- cProfile: {label} (top {limit} by cumulative time) ----\n{text}")
+    for key in sorts:
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats(key).print_stats(limit)
+        # pstats prints absolute paths; shorten the ones inside this checkout and the venv.
+        text = out.getvalue().replace(str(REPO) + os.sep, "")
+        for prefix in (sys.prefix, sys.base_prefix):
+            text = text.replace(prefix + os.sep, "")
+        progress(f"\n---- cProfile: {label} (top {limit} by {key}) ----\n{text}")
+
+
+def filesystem_of(path: str) -> str:
+    """``fstype on mount (device)`` of the mount that holds ``path`` (from /proc/mounts)."""
+    best, label = "", "?"
+    try:
+        with open("/proc/mounts") as fh:
+            for line in fh:
+                device, mount, fstype, *_ = line.split()
+                inside = path == mount or path.startswith(mount.rstrip("/") + "/")
+                if inside and len(mount) > len(best):
+                    best, label = mount, f"{fstype} on {mount} ({device})"
+    except OSError:
+        pass
+    return label
 
 
 # --------------------------------------------------------------------------- reporting
@@ -322,7 +344,7 @@ class Report:
             "cpus": os.cpu_count(),
             "loadavg_before": list(self.load_before),
             "loadavg_after": list(os.getloadavg()),
-            "aliquot": _version("aliquot"),
+            "aliquot": dist_version("aliquot"),
             "git": git_revision(),
             "mode": "quick" if self.quick else "full",
             "wall_seconds": round(time.time() - self.started, 2),
@@ -416,7 +438,8 @@ class Report:
         return 1 if (args.strict and self.failed) else 0
 
 
-def _version(dist: str) -> str:
+def dist_version(dist: str) -> str:
+    """The installed version of a distribution, or ``?``."""
     from importlib import metadata
 
     try:

@@ -38,7 +38,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import Report, Row, Stats, parse_args, profile, progress, reps, time_once
+from _common import (
+    Report,
+    Row,
+    Stats,
+    filesystem_of,
+    parse_args,
+    profile,
+    progress,
+    reps,
+    time_once,
+)
 
 ARRAY_BYTES = 100_000_000
 MB = 1e6
@@ -47,22 +57,6 @@ TARGET_LOAD_MBS = 2000.0
 TARGET_DICT_STORE_MS = 25.0
 TARGET_DICT_LOAD_MS = 75.0
 N_ENTRIES = 100_000
-
-
-def filesystem_of(path: str) -> str:
-    """``device fstype`` of the mount that holds ``path`` (from /proc/mounts)."""
-    best, label = "", "?"
-    try:
-        with open("/proc/mounts") as fh:
-            for line in fh:
-                device, mount, fstype, *_ = line.split()
-                if (path == mount or path.startswith(mount.rstrip("/") + "/")) and len(mount) > len(
-                    best
-                ):
-                    best, label = mount, f"{fstype} on {mount} ({device})"
-    except OSError:
-        pass
-    return label
 
 
 def make_kernel(store: str) -> Any:

@@ -319,3 +319,66 @@ def test_an_unreadable_entry_is_a_miss_not_a_crash(kernel: aliquot.Kernel) -> No
     run = kernel.run(PIPELINE, inputs={"n": 4})
     assert run.counts() == {"computed": 3}
     assert run.nodes["load"].info["cache"]["status"] == "miss"
+
+
+def _load_module(path: Path, name: str) -> Any:
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+SOURCE = """
+import aliquot
+
+@aliquot.task(outputs=["y"])
+def f(x: int) -> int:
+    return x + {delta}
+"""
+
+
+def test_source_fingerprints_are_kept_for_new_processes_and_never_outlive_an_edit(
+    tmp_path: Path,
+) -> None:
+    import os
+    import sys
+    import time
+
+    from aliquot_builtins.cache._fingerprint import SourceFingerprints
+
+    path = tmp_path / "srcmod_cache_test.py"
+    name = "srcmod_cache_test"
+
+    def write(delta: int, age: float) -> None:
+        path.write_text(SOURCE.format(delta=delta))
+        stamp = time.time() - age
+        os.utime(path, (stamp, stamp))
+
+    def persisted(kernel: aliquot.Kernel) -> int:
+        return sum(1 for _ in kernel.store.scan(SourceFingerprints.SPACE))
+
+    try:
+        write(1, age=100)
+        module = _load_module(path, name)
+        with aliquot.Kernel.open(tmp_path / "s") as k:
+            assert k.run(module.f, inputs={"x": 1})["y"] == 2
+            assert persisted(k) == 1  # kept for the next process
+        write(7, age=50)  # an edit: another size and time
+        module = _load_module(path, name)  # new code objects, as in a new process
+        with aliquot.Kernel.open(tmp_path / "s") as k:
+            run = k.run(module.f, inputs={"x": 1})
+            assert run["y"] == 8
+            assert run.nodes["f"].info["cache"]["why"] == ["the code of f changed"]
+            assert persisted(k) == 2
+        write(8, age=0)  # just edited: not kept (a same-size edit could follow)
+        module = _load_module(path, name)
+        with aliquot.Kernel.open(tmp_path / "s") as k:
+            assert k.run(module.f, inputs={"x": 1})["y"] == 9
+            assert persisted(k) == 2
+    finally:
+        sys.modules.pop(name, None)

@@ -7,6 +7,7 @@ from typing import Any
 import click
 import orjson
 
+from ._fingerprint import SourceFingerprints
 from ._middleware import PATHS, SLOTS, SPACE, decode_entry
 
 
@@ -144,8 +145,9 @@ def cache_clear(ctx: click.Context, task: str | None, store: str | None) -> None
             if task is None or _matches(doc["slot"].partition("|")[0], task):
                 kernel.store.delete(SLOTS, key)
         if task is None:
-            for key, _ in list(kernel.store.scan(PATHS)):
-                kernel.store.delete(PATHS, key)
+            for space in (PATHS, SourceFingerprints.SPACE):
+                for key, _ in list(kernel.store.scan(space)):
+                    kernel.store.delete(space, key)
     finally:
         kernel.close()
     click.echo(f"removed {removed} cache entr{'y' if removed == 1 else 'ies'}")

@@ -31,6 +31,7 @@ import inspect
 import os
 import sys
 import sysconfig
+import time
 import types
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -82,8 +83,10 @@ class CodeFingerprints:
         self,
         own: dict[Any, str] | None = None,
         constants: dict[int, tuple[Any, str]] | None = None,
+        sources: SourceFingerprints | None = None,
     ) -> None:
         self._roots = _library_roots()
+        self._sources = sources
         self._project_modules: dict[str, bool] = {}
         # Own-code fingerprints by code object: source parsing is the slow part,
         # and a code object never changes (reloading a module makes new ones).
@@ -180,7 +183,13 @@ class CodeFingerprints:
         code = getattr(fn, "__code__", None)
         source = self._own.get(code) if code is not None else None
         if source is None:
-            source = aliquot.code_fingerprint(fn)
+            where = self._sources.where_function(code) if self._sources and code else None
+            if where is not None:
+                source = self._sources.get(where)  # type: ignore[union-attr]
+            if source is None:
+                source = aliquot.code_fingerprint(fn)
+                if where is not None:
+                    self._sources.put(where, source)  # type: ignore[union-attr]
             if code is not None:
                 self._own[code] = source
         defaults = getattr(fn, "__defaults__", None)
@@ -303,7 +312,12 @@ class CodeFingerprints:
         entry = _CLASSES.get(id(cls))
         if entry is not None and entry[0] is cls:
             return entry[1]
-        fp = self._class_source_fp(cls)
+        where = self._sources.where_class(cls) if self._sources else None
+        fp = self._sources.get(where) if self._sources and where else None
+        if fp is None:
+            fp = self._class_source_fp(cls)
+            if self._sources and where:
+                self._sources.put(where, fp)
         _CLASSES[id(cls)] = (cls, fp)
         return fp
 
@@ -365,3 +379,76 @@ def _still_valid(deps: list[tuple[Any, ...]]) -> bool:
                 if _cell_contents(cell) is not value:
                     return False
     return True
+
+
+class SourceFingerprints:
+    """Source fingerprints kept in the store, so a new process need not parse code again.
+
+    Parsing is most of the cost of a fingerprint (``inspect.getsource`` tokenizes,
+    ``ast`` parses and dumps). A fingerprint is stored under where the code lives --
+    its file, the file's size and modification time (nanoseconds), its qualified name
+    and first line -- plus the Python version. Nothing is stored for a file modified
+    in the last two seconds (an edit within the filesystem's timestamp resolution
+    could keep both size and time), so an entry can never outlive an edit.
+    """
+
+    SPACE = "cache_code"
+    FRESH = 2.0
+
+    def __init__(self, store: Any, *, writable: bool) -> None:
+        self.store = store
+        self.writable = writable
+        # path -> (mtime_ns, size, modified recently), once per run
+        self._stats: dict[str, tuple[int, int, bool] | None] = {}
+        self._fresh: set[bytes] = set()
+        self._tag = f"{sys.implementation.name}-{sys.version_info[0]}.{sys.version_info[1]}"
+
+    def _stat(self, path: str) -> tuple[int, int, bool] | None:
+        if path in self._stats:
+            return self._stats[path]
+        found: tuple[int, int, bool] | None = None
+        if path and not path.startswith("<"):
+            try:
+                st = os.stat(path)
+            except OSError:
+                pass
+            else:
+                fresh = time.time() - st.st_mtime < self.FRESH
+                found = (st.st_mtime_ns, st.st_size, fresh)
+        self._stats[path] = found
+        return found
+
+    def _where(self, kind: str, path: str, qualname: str, line: int) -> bytes | None:
+        stat = self._stat(path)
+        if stat is None:
+            return None
+        text = f"{kind}|{self._tag}|{path}|{stat[0]}|{stat[1]}|{qualname}|{line}"
+        key = hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+        if stat[2]:
+            self._fresh.add(key)
+        return key
+
+    def where_function(self, code: types.CodeType) -> bytes | None:
+        qualname = getattr(code, "co_qualname", code.co_name)
+        return self._where("function", code.co_filename, qualname, code.co_firstlineno)
+
+    def where_class(self, cls: type) -> bytes | None:
+        module = sys.modules.get(cls.__module__)
+        path = getattr(module, "__file__", None) if module is not None else None
+        if not path:
+            return None
+        # Classes carry no line number (before 3.13): their first method's stands in.
+        lines = [
+            f.__code__.co_firstlineno
+            for f in vars(cls).values()
+            if isinstance(f, types.FunctionType) and f.__code__.co_filename == path
+        ]
+        return self._where("class", path, cls.__qualname__, min(lines, default=0))
+
+    def get(self, where: bytes) -> str | None:
+        raw = self.store.get(self.SPACE, where)
+        return raw.decode() if raw is not None else None
+
+    def put(self, where: bytes, fingerprint: str) -> None:
+        if self.writable and where not in self._fresh:
+            self.store.put(self.SPACE, where, fingerprint.encode())

@@ -34,7 +34,7 @@ import orjson
 
 from aliquot import ArtifactRef, Outcome, Ref, Unfingerprintable, fingerprint
 
-from ._fingerprint import CodeFingerprints, digest
+from ._fingerprint import CodeFingerprints, SourceFingerprints, digest
 
 if TYPE_CHECKING:
     from aliquot import Kernel, Node, NodeContext, Plan, TaskSpec
@@ -44,6 +44,10 @@ FORMAT: Final = 2
 SPACE: Final = "cache"
 SLOTS: Final = "cache_slots"
 PATHS: Final = "cache_paths"
+#: Paths indexes already read, per store, kept across runs in this process (this process
+#: updates them when it writes; another process's later writes can only cause a miss).
+_PATHS_SEEN: dict[str, dict[bytes, dict[str, Any]]] = {}
+_PATHS_SEEN_LIMIT: Final = 200_000
 #: A material whose entries read more different sets of paths than this is not indexed.
 MAX_PATH_SETS: Final = 16
 _MISSING: Final = object()
@@ -158,7 +162,9 @@ class RunCache:
     def __init__(self, kernel: Kernel, options: Mapping[str, Any]) -> None:
         self.kernel = kernel
         self.store = kernel.store
-        self.code = CodeFingerprints()
+        self.code = CodeFingerprints(
+            sources=SourceFingerprints(kernel.store, writable=not kernel.readonly)
+        )
         self.versions = {p.name: p.version for p in kernel.plugins}
         self.options = dict(options)
         self.overwrite_all = bool(options.get("overwrite"))
@@ -167,9 +173,12 @@ class RunCache:
         # Bound objects live as long as the plan (which holds the graph), so ids are stable.
         self._read_memo: dict[tuple[int, str], str] = {}
         # The paths index of each material looked up in this run (prefix -> index).
-        self._paths: dict[bytes, dict[str, Any]] = {}
+        self._paths = _PATHS_SEEN.setdefault(kernel.store.store_id, {})
+        if len(self._paths) > _PATHS_SEEN_LIMIT:
+            self._paths.clear()
         # Per task spec: (task, task type, code, code parts, outputs, by-reads names).
         self._static: dict[int, tuple[Any, ...]] = {}
+        self._task_type_ids: dict[str, str] = {}
         self._serializer_versions = {
             name: str(self.kernel.serializers.get(name).version)
             for name in self.kernel.serializers.names()
@@ -178,6 +187,12 @@ class RunCache:
     # ------------------------------------------------------------ material
 
     def task_type_id(self, kind: str) -> str:
+        found = self._task_type_ids.get(kind)
+        if found is None:
+            found = self._task_type_ids[kind] = self._task_type_id(kind)
+        return found
+
+    def _task_type_id(self, kind: str) -> str:
         registries = self.kernel.task_types
         if kind not in registries:
             return kind
@@ -286,8 +301,8 @@ class RunCache:
         Entries are keyed by the material and the fingerprints of what they read, and
         space ``cache_paths`` lists, per material, the sets of paths its entries read:
         a lookup computes the key of each set from the current bindings and reads it
-        directly (usually one get), whatever the number of entries. Without that index
-        (or past its size limit) it scans the entries under the material.
+        directly (usually one get), whatever the number of entries. No index means no
+        entry; past its size limit, it scans the entries under the material.
         """
         prefix = material.prefix
         index = self._paths.get(prefix)
@@ -297,7 +312,9 @@ class RunCache:
             self._paths[prefix] = index
         if "sets" in index:
             return self._lookup_direct(node, material, prefix, index["sets"], verify)
-        return self._lookup_scan(node, material, prefix, verify)
+        if index.get("overflow"):
+            return self._lookup_scan(node, material, prefix, verify)
+        return None, []  # every entry is indexed when it is stored: none has this material
 
     def _lookup_direct(
         self,
