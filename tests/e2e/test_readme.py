@@ -60,6 +60,10 @@ def test_quickstart_runs_and_leaves_the_run_in_the_store(tmp_path: Path) -> None
     assert shown.returncode == 0
     for node in ("make_data", "split", "fit", "evaluate", "report"):
         assert node in shown.stdout
+    again = _aliquot("run", str(example), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "nothing to compute: 1 node(s) served from the cache" in again.stderr
+    assert again.stdout == result.stdout  # the same report, from the cache
     targeted = _aliquot(
         "run", str(example), "--input", "n=400", "--target", "metrics", "-q", cwd=tmp_path
     )

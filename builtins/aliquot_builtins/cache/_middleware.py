@@ -509,6 +509,9 @@ class RunCache:
         return key
 
     def _index_paths(self, prefix: bytes, paths: list[str]) -> None:
+        known = self._paths.get(prefix)
+        if known is not None and (known.get("overflow") or paths in known.get("sets", ())):
+            return
         raw = self.store.get(PATHS, prefix)
         index = orjson.loads(raw) if raw is not None else {"sets": []}
         if index.get("overflow") or paths in index["sets"]:
