@@ -14,21 +14,21 @@ adds the aggregate decorator and task type.
 from __future__ import annotations
 
 import functools
-import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from aliquot import Call, Node, hookimpl, set_task_spec
+from aliquot import Call, Node, hookimpl
 
-from .stages._execute import StageResult, execute_aggregate, run_aggregate_eagerly
+from .stages._execute import execute_aggregate, run_aggregate_eagerly
 from .stages._record import RECORDING
-from .stages._spec import build_spec, info_of, unpack
+from .stages._spec import build_spec, info_of
 from .stages._stage import (
-    WRAPPERS,
-    _wrapper_of,
+    RecordTaskType,
+    declared,
     modules_of,
     positional_to_keywords,
     task_options,
+    wrapper_of,
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -83,14 +83,12 @@ def aggregate(
                 return recorder.call_aggregate(spec, record, records, kwargs)
             return run_aggregate_eagerly(spec, record, records, kwargs)
 
-        set_task_spec(wrapper, spec)
-        WRAPPERS[spec] = weakref.ref(wrapper)
-        return wrapper  # type: ignore[return-value]
+        return declared(wrapper, spec)  # type: ignore[return-value]
 
     return decorate
 
 
-class AggregateTaskType:
+class AggregateTaskType(RecordTaskType):
     """Binds an aggregate node into a call of ``execute_aggregate``."""
 
     name = "aggregate"
@@ -102,20 +100,11 @@ class AggregateTaskType:
         records = inputs.pop("records")
         return Call(
             execute_aggregate,
-            (_wrapper_of(spec), record, records, inputs),
+            (wrapper_of(spec), record, records, inputs),
             {},
             spec.name,
             modules_of(spec, [record, *records]),
         )
-
-    def unpack(self, node: Node, result: Any) -> Mapping[str, Any]:
-        value = result.value if isinstance(result, StageResult) else result
-        return unpack(node.task, value)
-
-    def facts(self, node: Node, result: Any) -> Mapping[str, Any]:
-        if isinstance(result, StageResult) and node.task.extra.get("cache_by_reads"):
-            return {"reads": list(result.reads)}
-        return {}
 
 
 @hookimpl(trylast=True)

@@ -16,11 +16,14 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from ._version import __version__
+
+if TYPE_CHECKING:
+    from ._kernel import Kernel
 
 CORE = ("run", "runs", "show", "get", "plugins", "store")
 
@@ -38,7 +41,7 @@ class CliState:
 
     def open_kernel(
         self, store: str | None = None, *, plugins: Sequence[object] = (), readonly: bool = False
-    ) -> Any:
+    ) -> Kernel:
         """Open a kernel on ``store`` with the ``-p`` options of this invocation."""
         from ._kernel import Kernel
 
@@ -498,7 +501,7 @@ def get(
     """
     from ._errors import AliquotError
 
-    kernel = _state(ctx).open_kernel(store, readonly=_store_exists(store))
+    kernel = command_kernel(ctx, store)
     try:
         result = kernel.get_run(run_ref)
         ref = _find_output(result, name, record)
@@ -525,6 +528,13 @@ def _store_exists(store: str | None) -> bool:
     return not location.startswith("memory://") and os.path.exists(
         os.path.join(location, "index", "data.mdb")
     )
+
+
+def command_kernel(ctx: click.Context, store: str | None, *, write: bool = False) -> Kernel:
+    """The kernel a command (a plugin's too) works with: the root's ``-p`` options, the
+    ``--store`` given or the default one. Commands that only read open an existing
+    store read-only (``write=False``): reading never changes it."""
+    return _state(ctx).open_kernel(store, readonly=not write and _store_exists(store))
 
 
 def _find_output(result: Any, name: str, record: str | None) -> Any:

@@ -179,6 +179,9 @@ def aliquot_register_commands(register: Callable[..., None]) -> None:
     :param register: ``register(command, *, replace=False)``; ``command`` is a
         :class:`click.Command`, registered under ``command.name``. It may not
         shadow a core command (``run``, ``runs``, ``show``, ``get``, ``plugins``, ``store``).
+        A command opens the store with ``aliquot.cli.command_kernel(ctx, store)``
+        (the invocation's ``-p`` options; read-only unless ``write=True``) and may reuse
+        ``aliquot.cli.store_option`` and ``json_option``.
     :returns: nothing.
 
     Implemented by: ``aliquot_builtins.cache`` (``explain``, ``cache``).

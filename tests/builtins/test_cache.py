@@ -382,3 +382,58 @@ def test_source_fingerprints_are_kept_for_new_processes_and_never_outlive_an_edi
             assert persisted(k) == 2
     finally:
         sys.modules.pop(name, None)
+
+
+def test_a_serializer_nobody_registered_is_refused_when_planning(kernel: aliquot.Kernel) -> None:
+    @aliquot.task(outputs=["x"], serializers=["nope"])
+    def odd() -> int:
+        bump("odd")
+        return 1
+
+    with pytest.raises(aliquot.UnknownNameError, match="task 'odd' stores output 'x' with it"):
+        kernel.run(odd)
+    assert "odd" not in COUNTS  # refused before anything ran
+
+
+def test_materials_with_many_read_sets_are_scanned(
+    kernel: aliquot.Kernel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import attrs
+
+    from aliquot_builtins.cache import _middleware
+
+    monkeypatch.setattr(_middleware, "MAX_PATH_SETS", 1)
+
+    @attrs.frozen
+    class P:
+        name: str
+        n: int
+        seed: int = 0
+
+    @aliquot.stage(outputs=["v"])
+    def branchy(record: aliquot.Record) -> int:
+        bump("branchy")
+        p = record.params
+        return p.n + (p.seed if p.n > 5 else 0)  # reads seed only for large n
+
+    exp = aliquot.Experiment("b", stages=[branchy], params=[P("small", 1), P("large", 9)])
+    assert kernel.run(exp).counts() == {"computed": 2}  # two read sets: past the index limit
+    again = kernel.run(exp)
+    assert again.counts() == {"cached": 2}
+    assert COUNTS["branchy"] == 2
+
+
+def test_cache_clear_removes_the_indexes_and_source_fingerprints_too(tmp_path: Path) -> None:
+    from aliquot.testing import run_cli
+    from aliquot_builtins.cache._fingerprint import SourceFingerprints
+    from aliquot_builtins.cache._middleware import PATHS, SLOTS, SPACE
+
+    location = tmp_path / "s"
+    with aliquot.Kernel.open(location) as k:
+        k.run(PIPELINE, inputs={"n": 4})
+        k.store.put(SourceFingerprints.SPACE, b"k" * 32, b"fp")
+    result = run_cli("cache", "clear", "--store", str(location))
+    assert result.stdout.strip() == "removed 3 cache entries"
+    with aliquot.Kernel.open(location) as k:
+        for space in (SPACE, SLOTS, PATHS, SourceFingerprints.SPACE):
+            assert list(k.store.scan(space)) == [], space

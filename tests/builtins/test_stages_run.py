@@ -559,3 +559,32 @@ def test_parallel_runs_give_the_same_results(executor: str) -> None:
                 k: v.digest for k, v in b.nodes[nid].outputs.items()
             }
         assert a["best"] == b["best"] == "p7"
+
+
+# ---------------------------------------------------------------- inside a running stage
+
+
+def test_a_stage_cannot_read_undeclared_state_or_assign_state(kernel: aliquot.Kernel) -> None:
+    @stage(inputs=["data"], outputs=["peek"])
+    def undeclared(record: Record, data: list[int]) -> Any:
+        return record.state["mean"]
+
+    @stage(inputs=["data"], outputs=["x"])
+    def assigns(record: Record, data: list[int]) -> int:
+        record.state["x"] = 1
+        return 1
+
+    @stage(outputs=["c"])
+    def copies(record: Record) -> Any:
+        return record.make_copy()
+
+    for body, message in (
+        (undeclared, "reads record.state['mean'] but does not declare it"),
+        (assigns, "a stage's results are what it returns"),
+        (copies, "make_copy() is for experiment code"),
+    ):
+        stages = [load, body] if body is not copies else [body]
+        run = kernel.run(Experiment("inside", stages=stages, params=[Params("a", 2)]))
+        assert run.status == "failed"
+        failed = run.failed_nodes[0]
+        assert message in failed.reason, failed.reason

@@ -7,21 +7,10 @@ from typing import Any
 import click
 import orjson
 
+from aliquot.cli import command_kernel, json_option, store_option
+
 from ._fingerprint import SourceFingerprints
 from ._middleware import PATHS, SLOTS, SPACE, decode_entry
-
-
-def _kernel(ctx: click.Context, store: str | None, *, readonly: bool = False) -> Any:
-    state = ctx.find_root().obj
-    if state is None or not hasattr(state, "open_kernel"):
-        from aliquot.cli import CliState
-
-        state = CliState([], False)
-    return state.open_kernel(store, readonly=readonly)
-
-
-store_option = click.option("--store", metavar="PATH", default=None, help="Store location.")
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 
 @click.command("explain")
@@ -34,9 +23,7 @@ def explain(
     ctx: click.Context, run_ref: str, node: str | None, store: str | None, as_json: bool
 ) -> None:
     """Say per node of RUN why it ran or was served from the cache (and what changed)."""
-    from aliquot.cli import _store_exists
-
-    kernel = _kernel(ctx, store, readonly=_store_exists(store))
+    kernel = command_kernel(ctx, store)
     try:
         run = kernel.get_run(run_ref)
     finally:
@@ -92,9 +79,7 @@ def cache_group() -> None:
 @click.pass_context
 def cache_ls(ctx: click.Context, task: str | None, store: str | None, as_json: bool) -> None:
     """List cache entries: task, where it ran, when, and what it stored."""
-    from aliquot.cli import _store_exists
-
-    kernel = _kernel(ctx, store, readonly=_store_exists(store))
+    kernel = command_kernel(ctx, store)
     try:
         entries = [_doc(raw) for _, raw in kernel.store.scan(SPACE)]
     finally:
@@ -132,7 +117,7 @@ def cache_clear(ctx: click.Context, task: str | None, store: str | None) -> None
     The stored values stay until `aliquot store gc --values` removes the ones
     nothing refers to any more.
     """
-    kernel = _kernel(ctx, store)
+    kernel = command_kernel(ctx, store, write=True)
     removed = 0
     try:
         for key, raw in list(kernel.store.scan(SPACE)):

@@ -185,7 +185,8 @@ class Recorder:
             nid = f"{base}#{n}"
         return nid
 
-    def _bind(self, spec: TaskSpec, record: Record, nid: str, value: Any) -> Any:
+    def _bind(self, value: Any) -> Any:
+        """A state symbol as a binding (noting which node's outputs are used)."""
         if type(value) is Ref:
             self._consumed.add(value.node)
         return value
@@ -200,7 +201,7 @@ class Recorder:
             if name in kwargs:
                 continue
             if name in symbols:
-                bindings[name] = self._bind(spec, record, nid, symbols[name])
+                bindings[name] = self._bind(symbols[name])
             elif not info.suppress_missing_inputs:
                 produced = ", ".join(map(repr, symbols)) or "nothing"
                 raise MissingStageInputError(
@@ -243,7 +244,7 @@ class Recorder:
             for index, member in enumerate(members):
                 symbols = member.state._symbols
                 if name in symbols:
-                    per_record[index] = self._bind(spec, record, nid, symbols[name])
+                    per_record[index] = self._bind(symbols[name])
                 else:
                     lacking.append(member.name)
             if lacking:

@@ -85,7 +85,7 @@ class RunState(Mapping[str, Any]):
             why = f": {node.reason}" if node is not None and node.reason else ""
             raise KeyError(f"{owner.name}.{key} was not produced: stage {stage!r} {status}{why}")
         else:
-            value = _load(run, nid, key, f"{owner.name}.{key}")
+            value = _load(owner._view, nid, key, f"{owner.name}.{key}")
         self._loaded[key] = value
         return value
 
@@ -99,14 +99,14 @@ class RunState(Mapping[str, Any]):
         return f"<state of {self._owner.name!r} in run {self._owner._run.id}: {list(self)}>"
 
 
-def _load(run: Run, nid: str, output: str, label: str) -> Any:
-    ref = Ref(nid, output)
-    for name, target in run.targets.items():
-        if target == ref and name in run:
-            try:
-                return run[name]
-            except KeyError:
-                break
+def _load(view: RunRecords, nid: str, output: str, label: str) -> Any:
+    run = view._run
+    name = view.target_names().get(Ref(nid, output))
+    if name is not None:
+        try:
+            return run[name]  # a target: in memory for a run that just ended
+        except KeyError:
+            pass
     node = run.nodes[nid]
     artifact = node.outputs.get(output)
     kernel = run.__dict__.get("_kernel")
@@ -161,6 +161,13 @@ class RunRecords(Mapping[str, RunRecord]):
         self._run = run
         self._docs = {doc["name"]: doc for doc in meta.get("records") or []}
         self._made: dict[str, RunRecord] = {}
+        self._targets: dict[Ref, str] | None = None
+
+    def target_names(self) -> dict[Ref, str]:
+        """Target ref -> its name (built once per view)."""
+        if self._targets is None:
+            self._targets = {ref: name for name, ref in self._run.targets.items()}
+        return self._targets
 
     def __getitem__(self, name: str) -> RunRecord:
         record = self._made.get(name)

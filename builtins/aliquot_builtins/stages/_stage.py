@@ -103,18 +103,6 @@ def stage(
     options = task_options(cache, retries, timeout, executor, resources)
 
     def decorate(fn: F) -> F:
-        spec: TaskSpec | None = None
-
-        @functools.wraps(fn)
-        def wrapper(record: Any, *args: Any, **kwargs: Any) -> Any:
-            assert spec is not None
-            if args:
-                kwargs = positional_to_keywords(spec, info_of(spec), args, kwargs)
-            recorder = RECORDING.get()
-            if recorder is not None:
-                return recorder.call_stage(spec, record, kwargs)
-            return run_stage_eagerly(spec, record, kwargs)
-
         spec = build_spec(
             fn,
             kind="stage",
@@ -127,14 +115,44 @@ def stage(
             options=options,
             track_reads=track_reads,
         )
-        set_task_spec(wrapper, spec)
-        WRAPPERS[spec] = weakref.ref(wrapper)
-        return wrapper  # type: ignore[return-value]
+        info = info_of(spec)
+
+        @functools.wraps(fn)
+        def wrapper(record: Any, *args: Any, **kwargs: Any) -> Any:
+            if args:
+                kwargs = positional_to_keywords(spec, info, args, kwargs)
+            recorder = RECORDING.get()
+            if recorder is not None:
+                return recorder.call_stage(spec, record, kwargs)
+            return run_stage_eagerly(spec, record, kwargs)
+
+        return declared(wrapper, spec)  # type: ignore[return-value]
 
     return decorate
 
 
-class StageTaskType:
+def declared(wrapper: Callable[..., Any], spec: TaskSpec) -> Callable[..., Any]:
+    """Attach ``spec`` to a stage's or aggregate's decorated function and remember it."""
+    set_task_spec(wrapper, spec)
+    WRAPPERS[spec] = weakref.ref(wrapper)
+    return wrapper
+
+
+class RecordTaskType:
+    """What the ``stage`` and ``aggregate`` task types share: the runner returns a
+    :class:`StageResult` (the value, and the parameter paths the body read)."""
+
+    def unpack(self, node: Node, result: Any) -> Mapping[str, Any]:
+        value = result.value if isinstance(result, StageResult) else result
+        return unpack(node.task, value)
+
+    def facts(self, node: Node, result: Any) -> Mapping[str, Any]:
+        if isinstance(result, StageResult) and node.task.extra.get("cache_by_reads"):
+            return {"reads": list(result.reads)}
+        return {}
+
+
+class StageTaskType(RecordTaskType):
     """Binds a stage node into a call of :func:`execute_stage`; plans experiments."""
 
     name = "stage"
@@ -145,20 +163,11 @@ class StageTaskType:
         record = inputs.pop("record")
         return Call(
             execute_stage,
-            (_wrapper_of(spec), record, inputs),
+            (wrapper_of(spec), record, inputs),
             {},
             spec.name,
             modules_of(spec, [record]),
         )
-
-    def unpack(self, node: Node, result: Any) -> Mapping[str, Any]:
-        value = result.value if isinstance(result, StageResult) else result
-        return unpack(node.task, value)
-
-    def facts(self, node: Node, result: Any) -> Mapping[str, Any]:
-        if isinstance(result, StageResult) and node.task.extra.get("cache_by_reads"):
-            return {"reads": list(result.reads)}
-        return {}
 
     def plan(self, target: object, request: PlanRequest) -> Graph | None:
         if isinstance(target, Experiment):
@@ -185,7 +194,7 @@ WRAPPERS: weakref.WeakKeyDictionary[TaskSpec, weakref.ref[Callable[..., Any]]] =
 )
 
 
-def _wrapper_of(spec: TaskSpec) -> Callable[..., Any]:
+def wrapper_of(spec: TaskSpec) -> Callable[..., Any]:
     ref = WRAPPERS.get(spec)
     wrapper = ref() if ref is not None else None
     if wrapper is None:
