@@ -106,6 +106,9 @@ if TYPE_CHECKING:
     from aliquot_builtins.aggregate import (
         aggregate as aggregate,
     )
+    from aliquot_builtins.artifacts import (
+        ArtifactTask as ArtifactTask,
+    )
     from aliquot_builtins.function import (
         task as task,
     )
@@ -191,6 +194,10 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     # Re-exported from builtin plugins (the facade is the one place the kernel
     # names aliquot_builtins; a meta-test checks that nothing else does).
     "task": ("aliquot_builtins.function", "task"),
+    "register": ("aliquot_builtins.tasks", "register"),
+    "Client": ("aliquot_builtins.tasks", "Client"),
+    "ArtifactTask": ("aliquot_builtins.artifacts", "ArtifactTask"),
+    "TaskGraph": ("aliquot_builtins.taskgraph", "TaskGraph"),
     "aggregate": ("aliquot_builtins.aggregate", "aggregate"),
     **{
         name: ("aliquot_builtins.stages", name)

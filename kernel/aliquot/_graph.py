@@ -57,6 +57,8 @@ class Node:
             ``*args`` binds to a list and ``**kwargs`` to a dict.
         labels: free-form strings for display and grouping (``record``, ``step``...).
         missing: required parameters nothing provides; an error if the node is planned.
+        after: ids of nodes that must finish first although no value flows from them
+            (explicit ordering, as Dioptra's ``dependencies``).
     """
 
     id: str
@@ -64,7 +66,8 @@ class Node:
     bindings: Mapping[str, Any] = attrs.field(factory=dict)
     labels: Mapping[str, str] = attrs.field(factory=dict)
     missing: tuple[str, ...] = ()
-    #: Node ids this node reads from (derived from the refs in ``bindings``).
+    after: tuple[str, ...] = ()
+    #: Node ids this node waits for: those its ``bindings`` refer to, then ``after``.
     deps: tuple[str, ...] = attrs.field(init=False)
     #: Parameters whose binding is a container holding refs (resolved recursively).
     nested: frozenset[str] = attrs.field(init=False)
@@ -81,6 +84,8 @@ class Node:
                     nested.append(name)
                     for ref in refs:
                         deps[ref.node] = None
+        for nid in self.after:
+            deps[nid] = None
         object.__setattr__(self, "deps", tuple(deps))
         object.__setattr__(self, "nested", frozenset(nested))
 
@@ -109,6 +114,7 @@ class Node:
             ("bindings", bindings),
             ("labels", {}),
             ("missing", missing),
+            ("after", ()),
             ("deps", deps),
             ("nested", frozenset()),
         ):

@@ -225,7 +225,7 @@ class Kernel:
             if inputs:
                 raise AliquotError("inputs cannot be given with a ready-made Graph")
             return target
-        request = PlanRequest(inputs, options or {})
+        request = PlanRequest(inputs, options or {}, self)
         for name, task_type in self.task_types.items():
             planner = getattr(task_type, "plan", None)
             if planner is None:
@@ -352,14 +352,17 @@ class Kernel:
             seen.add(id(spec))
             for output in spec.outputs:
                 hint = output.serializer
-                if hint is not None and hint not in known:
-                    raise UnknownNameError(
-                        "serializer",
-                        hint,
-                        known.names(),
-                        f"task {spec.short_name!r} stores output {output.name!r} with it; "
-                        "plugins register serializers (aliquot_register_serializers)",
-                    )
+                if hint is None or hint in known:
+                    continue
+                if ":" in hint and hint.partition(":")[0] in known:
+                    known.get(hint)  # the family's own error says what is wrong
+                raise UnknownNameError(
+                    "serializer",
+                    hint,
+                    known.names(),
+                    f"task {spec.short_name!r} stores output {output.name!r} with it; "
+                    "plugins register serializers (aliquot_register_serializers)",
+                )
 
     # ------------------------------------------------------------------ running
 

@@ -19,7 +19,12 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
-from ._errors import SerializationError, UnknownNameError, ValueUnavailableError
+from ._errors import (
+    AliquotError,
+    SerializationError,
+    UnknownNameError,
+    ValueUnavailableError,
+)
 
 if TYPE_CHECKING:
     from .abc import Buffer, Serializer, Store
@@ -105,6 +110,7 @@ class Serializers:
 
     def __init__(self, serializers: Mapping[str, Serializer]) -> None:
         self._by_name = dict(serializers)
+        self._special: dict[str, Serializer] = {}
         self._exact: dict[type, list[Serializer]] = {}
         for s in self._by_name.values():
             for t in getattr(s, "types", ()):
@@ -125,18 +131,44 @@ class Serializers:
         ] = {}
 
     def __contains__(self, name: str) -> bool:
-        return name in self._by_name
+        if name in self._by_name or name in self._special:
+            return True
+        try:
+            self.get(name)
+        except AliquotError:
+            return False
+        return True
 
     def names(self) -> list[str]:
+        """Names of the registered serializers (not of their specializations)."""
         return list(self._by_name)
 
     def get(self, name: str) -> Serializer:
-        try:
-            return self._by_name[name]
-        except KeyError:
+        """The serializer called ``name``.
+
+        ``family:argument`` names a *specialization*: the registered serializer
+        ``family`` builds it with ``specialize(argument)`` (an artifact task with
+        its arguments, say). The result is kept, so each name is built once.
+        """
+        found = self._by_name.get(name) or self._special.get(name)
+        if found is not None:
+            return found
+        family, sep, argument = name.partition(":")
+        base = self._by_name.get(family) if sep else None
+        specialize = getattr(base, "specialize", None)
+        if base is None or not callable(specialize):
             raise UnknownNameError(
                 "serializer", name, list(self._by_name), "a plugin registers serializers"
-            ) from None
+            )
+        made = specialize(argument)
+        if getattr(made, "name", None) != name:
+            raise SerializationError(
+                f"serializer {family!r} specialized {argument!r} into a serializer named "
+                f"{getattr(made, 'name', None)!r}, not {name!r}"
+            )
+        self._special[name] = made
+        chosen: Serializer = made
+        return chosen
 
     def candidates(self, value: object) -> list[Serializer]:
         """Serializers that may take ``value``, in the order they are tried."""

@@ -178,8 +178,13 @@ class Serializer(Protocol):
         priority: order within a dispatch tier, lower first (JSON 10, pickle 1000).
 
     A serializer may also define ``accepts(value) -> bool`` to take values by
-    predicate (tried after every type match). ``dumps`` may return one buffer
-    or a sequence of buffers (stored concatenated, never copied together);
+    predicate (tried after every type match), and ``specialize(argument) ->
+    Serializer`` to stand for a family: the name ``family:argument`` (asked for
+    by a task output or found in a stored reference) is built by the registered
+    ``family`` serializer, must carry exactly that name, and is kept once built
+    (the ``artifact`` serializer makes one per artifact task and arguments).
+    ``dumps`` may return one buffer or a sequence of buffers (stored
+    concatenated, never copied together);
     ``loads`` receives a memoryview that may be backed by a memory map.
     """
 
@@ -241,11 +246,16 @@ class ExecutorFactory(Protocol):
 
 
 class PlanRequest:
-    """What ``TaskType.plan`` receives besides the target: the run's inputs and options."""
+    """What ``TaskType.plan`` receives besides the target: the run's inputs and
+    options, and the kernel planning it (for plugins that keep definitions in
+    its store, such as task plugins)."""
 
-    def __init__(self, inputs: Mapping[str, Any], options: Mapping[str, Any]) -> None:
+    def __init__(
+        self, inputs: Mapping[str, Any], options: Mapping[str, Any], kernel: Any = None
+    ) -> None:
         self.inputs = dict(inputs)
         self.options = dict(options)
+        self.kernel = kernel
 
 
 @runtime_checkable

@@ -92,7 +92,8 @@ def aliquot_register_serializers(register: Callable[..., None]) -> None:
 
     Implemented by: ``aliquot_builtins.serializer_json`` (``json``),
     ``serializer_bytes`` (``bytes``, ``text``), ``serializer_pickle``
-    (``pickle``, signed), ``serializer_numpy`` (``numpy``); all ``trylast``.
+    (``pickle``, signed), ``serializer_numpy`` (``numpy``), ``artifacts``
+    (``artifact``, a family: ``artifact:<task>`` per artifact task); all ``trylast``.
     """
 
 
@@ -147,8 +148,10 @@ def aliquot_register_task_types(register: Callable[..., None]) -> None:
     :returns: nothing.
 
     Implemented by: ``aliquot_builtins.function`` (``function``),
-    ``aliquot_builtins.stages`` (``stage``, which also plans experiments) and
-    ``aliquot_builtins.aggregate`` (``aggregate``); all ``trylast``.
+    ``aliquot_builtins.stages`` (``stage``, which also plans experiments),
+    ``aliquot_builtins.aggregate`` (``aggregate``), ``aliquot_builtins.tasks``
+    (``task``: registered, typed function tasks) and ``aliquot_builtins.taskgraph``
+    (``graph_artifact``, which also plans task-graph documents); all ``trylast``.
     """
 
 
@@ -184,7 +187,9 @@ def aliquot_register_commands(register: Callable[..., None]) -> None:
         ``aliquot.cli.store_option`` and ``json_option``.
     :returns: nothing.
 
-    Implemented by: ``aliquot_builtins.cache`` (``explain``, ``cache``).
+    Implemented by: ``aliquot_builtins.cache`` (``explain``, ``cache``),
+    ``aliquot_builtins.tasks`` (``task-plugins``, ``tasks``) and
+    ``aliquot_builtins.taskgraph`` (``graphs``).
     """
 
 
@@ -205,8 +210,9 @@ def aliquot_register_run_options(register: Callable[..., None]) -> None:
     :returns: nothing.
 
     Implemented by: ``aliquot_builtins.stages`` (``--params``, ``--names``,
-    ``--indices``, ``--global-indices``) and ``aliquot_builtins.cache``
-    (``--overwrite``, ``--overwrite-stage``).
+    ``--indices``, ``--global-indices``), ``aliquot_builtins.cache``
+    (``--overwrite``, ``--overwrite-stage``) and ``aliquot_builtins.taskgraph``
+    (``-P``/``--graph-param``).
     """
 
 
@@ -239,7 +245,8 @@ def aliquot_register_value_roots(register: Callable[..., None]) -> None:
         ``provider(kernel) -> Iterable[str]`` yields value digests to keep.
     :returns: nothing.
 
-    Implemented by: ``aliquot_builtins.cache`` (the values its entries point to).
+    Implemented by: ``aliquot_builtins.cache`` (the values its entries point to)
+    and ``aliquot_builtins.tasks`` (the files of every task-plugin snapshot).
     """
 
 
@@ -256,7 +263,8 @@ def aliquot_kernel_started(kernel: Kernel) -> None:
 
     :param kernel: the :class:`aliquot.Kernel`.
 
-    Implemented by: no builtin.
+    Implemented by: ``aliquot_builtins.tasks`` (lets the store's task-plugin code be
+    imported by module name in this process).
     """
 
 

@@ -65,6 +65,7 @@ LAYERS = {
     "hookspecs": 0,
     "_errors": 0,
     "_version": 0,
+    "pyplugs": 0,
     "_tasks": 1,
     "_graph": 1,
     "_outcome": 1,

@@ -400,6 +400,10 @@ class RunCache:
         versions = self._serializer_versions
         for name, ref in doc["outputs"].items():
             version = versions.get(ref["serializer"])
+            if version is None and ref["serializer"] in self.kernel.serializers:
+                version = versions[ref["serializer"]] = str(
+                    self.kernel.serializers.get(ref["serializer"]).version
+                )
             if version is None:
                 return (
                     f"output {name!r} was stored by serializer {ref['serializer']!r}, which is gone"

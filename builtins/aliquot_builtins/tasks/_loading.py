@@ -1,0 +1,313 @@
+"""Running a task plugin's code: materialise a snapshot, import it, find its tasks.
+
+A snapshot's files are written (once per process) into a private directory
+(mode 0700) under a per-process root, as the package
+``aliquot_tp_<plugin>_<first 16 hex digits of the snapshot digest>``. Two
+snapshots of one plugin are two packages, so they never collide, and a module
+name pins its code. The root is put on ``sys.path`` (worker processes started
+afterwards inherit it), and a meta-path finder materialises a package on
+demand from any open store -- so a value whose class lives in a task plugin
+loads in a new process too.
+
+An exception raised while the code is imported becomes
+:class:`TaskPluginImportError` naming the plugin, the file and the line.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib
+import importlib.abc
+import importlib.machinery
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import traceback
+import weakref
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Final
+
+from aliquot import TaskOptions, TaskSpec, task_spec_of
+from aliquot.abc import Store
+
+from ._catalog import Catalog, TaskInfo
+from ._errors import TaskPluginError, TaskPluginImportError
+from ._register import Signature, make_task_spec
+from ._store import TaskPluginStore, module_path, qualified
+
+PREFIX: Final = "aliquot_tp_"
+_LOCK = threading.RLock()
+_ROOT: Path | None = None
+#: Stores of open kernels, for the finder (weak: a closed kernel drops out).
+_STORES: weakref.WeakSet[Any] = weakref.WeakSet()
+_FINDER_INSTALLED = False
+
+
+def package_name(snapshot: Mapping[str, Any]) -> str:
+    return f"{PREFIX}{snapshot['name']}_{snapshot['digest'][:16]}"
+
+
+def _root() -> Path:
+    global _ROOT
+    with _LOCK:
+        if _ROOT is None:
+            _ROOT = Path(tempfile.mkdtemp(prefix="aliquot-taskplugins-"))
+            os.chmod(_ROOT, 0o700)
+            atexit.register(shutil.rmtree, _ROOT, True)
+            sys.path.append(str(_ROOT))
+            importlib.invalidate_caches()
+        return _ROOT
+
+
+def materialize(tps: TaskPluginStore, snapshot: Mapping[str, Any]) -> Path:
+    """The directory holding the snapshot's package (written on first use)."""
+    name = package_name(snapshot)
+    with _LOCK:
+        target = _root() / name
+        if target.exists():
+            return target
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=_root()))
+        try:
+            for file in snapshot["files"]:
+                text = tps.contents(file)
+                path = staging.joinpath(*file["filename"].split("/"))
+                if not path.resolve().is_relative_to(staging.resolve()):
+                    raise TaskPluginError(
+                        f"refusing to write {file['filename']!r} outside the plugin"
+                    )
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with open(path, "x", encoding="utf-8") as out:
+                    out.write(text)
+            for folder in [staging, *(p for p in staging.rglob("*") if p.is_dir())]:
+                init = folder / "__init__.py"
+                if not init.exists():
+                    init.write_text("", encoding="utf-8")
+            staging.rename(target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        importlib.invalidate_caches()
+        return target
+
+
+def import_file(tps: TaskPluginStore, snapshot: Mapping[str, Any], filename: str) -> ModuleType:
+    """Import one file of a snapshot (materialising it first)."""
+    folder = materialize(tps, snapshot)
+    package = package_name(snapshot)
+    path = module_path(filename)
+    name = f"{package}.{path}" if path else package
+    try:
+        return importlib.import_module(name)
+    except TaskPluginImportError:
+        raise
+    except BaseException as exc:
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)) and not isinstance(exc, SystemExit):
+            raise
+        raise TaskPluginImportError(_import_failure(snapshot, folder, filename, exc)) from exc
+
+
+def _import_failure(
+    snapshot: Mapping[str, Any], folder: Path, filename: str, exc: BaseException
+) -> str:
+    where = f"{snapshot['name']}/{filename}"
+    line: int | None = None
+    if isinstance(exc, SyntaxError) and exc.filename:
+        rel = _relative(folder, exc.filename)
+        if rel is not None:
+            where, line = f"{snapshot['name']}/{rel}", exc.lineno
+    else:
+        for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+            rel = _relative(folder, frame.filename)
+            if rel is not None:
+                where, line = f"{snapshot['name']}/{rel}", frame.lineno
+                break
+    at = f"{where}:{line}" if line else where
+    return (
+        f"task plugin {snapshot['name']!r} (snapshot {snapshot['id']}): importing {filename} "
+        f"failed at {at}: {type(exc).__name__}: {exc}"
+    )
+
+
+def _relative(folder: Path, filename: str) -> str | None:
+    try:
+        return Path(filename).resolve().relative_to(folder.resolve()).as_posix()
+    except ValueError:
+        return None
+
+
+def load_function(
+    tps: TaskPluginStore,
+    snapshot: Mapping[str, Any],
+    file: Mapping[str, Any],
+    task: Mapping[str, Any],
+) -> TaskSpec:
+    module = import_file(tps, snapshot, file["filename"])
+    fn = getattr(module, task["function"], None)
+    name = qualified(snapshot["name"], file["filename"], task["name"])
+    if not callable(fn):
+        raise TaskPluginError(
+            f"task {name!r}: {file['filename']} defines no function {task['function']!r} "
+            "when imported"
+        )
+    decorated = task_spec_of(fn)
+    options = decorated.options if decorated is not None else TaskOptions()
+    signature = Signature.from_json(task)
+    return make_task_spec(
+        fn,
+        signature,
+        name=name,
+        options=options,
+        # The snapshot digest pins the code: it replaces the source fingerprint.
+        version=f"taskplugin:{snapshot['digest']}:{name}",
+        description=task.get("description"),
+        origin=_origin(snapshot),
+    )
+
+
+def load_artifact(
+    tps: TaskPluginStore,
+    snapshot: Mapping[str, Any],
+    file: Mapping[str, Any],
+    task: Mapping[str, Any],
+) -> type:
+    module = import_file(tps, snapshot, file["filename"])
+    cls = getattr(module, task["name"], None)
+    if not isinstance(cls, type):
+        raise TaskPluginError(
+            f"artifact task {qualified(snapshot['name'], file['filename'], task['name'])!r}: "
+            f"{file['filename']} defines no class {task['name']!r} when imported"
+        )
+    return cls
+
+
+def _origin(snapshot: Mapping[str, Any]) -> str:
+    return f"task plugin {snapshot['name']} (snapshot {snapshot['id']})"
+
+
+def snapshot_infos(tps: TaskPluginStore, snapshot: Mapping[str, Any]) -> list[TaskInfo]:
+    """Catalog entries for every task of a snapshot (nothing is imported)."""
+    infos = []
+    for file in snapshot["files"]:
+        for task in file["function_tasks"]:
+            infos.append(
+                TaskInfo(
+                    name=qualified(snapshot["name"], file["filename"], task["name"]),
+                    kind="function",
+                    loader=_Loader(load_function, tps, snapshot, file, task),
+                    signature=Signature.from_json(task),
+                    origin=_origin(snapshot),
+                    description=task.get("description"),
+                    plugin=snapshot["name"],
+                    snapshot=snapshot["id"],
+                )
+            )
+        for task in file["artifact_tasks"]:
+            infos.append(
+                TaskInfo(
+                    name=qualified(snapshot["name"], file["filename"], task["name"]),
+                    kind="artifact",
+                    loader=_Loader(load_artifact, tps, snapshot, file, task),
+                    origin=_origin(snapshot),
+                    description=task.get("description"),
+                    plugin=snapshot["name"],
+                    snapshot=snapshot["id"],
+                )
+            )
+    return infos
+
+
+class _Loader:
+    """Loads a task once (the catalog may be asked many times)."""
+
+    def __init__(self, fn: Any, *args: Any) -> None:
+        self._fn = fn
+        self._args = args
+        self._done: Any = None
+
+    def __call__(self) -> Any:
+        if self._done is None:
+            self._done = self._fn(*self._args)
+        return self._done
+
+
+def catalog_for(kernel: Any, plugins: Sequence[str] | Mapping[str, Any] | None = None) -> Catalog:
+    """The tasks a graph run by ``kernel`` can name.
+
+    The builtin artifact tasks, plus task plugins in the store: all of them at
+    their latest snapshots, or only those ``plugins`` names (``"name"`` or
+    ``"name@SNAPSHOT_ID"``; a mapping name -> snapshot id or None).
+    """
+    tps = TaskPluginStore(kernel.store)
+    catalog = Catalog()
+    catalog.add_builtins()
+    wanted: dict[str, int | None]
+    if plugins is None:
+        wanted = {p["name"]: None for p in tps.plugins()}
+    elif isinstance(plugins, Mapping):
+        wanted = {str(k): (None if v is None else int(v)) for k, v in plugins.items()}
+    else:
+        wanted = {}
+        for item in plugins:
+            plugin_name, _, number = str(item).partition("@")
+            if number and not number.isdigit():
+                raise TaskPluginError(f"{item!r}: expected NAME or NAME@SNAPSHOT_ID")
+            wanted[plugin_name] = int(number) if number else None
+    for name, sid in wanted.items():
+        if sid is None:
+            snapshot = tps.latest(name)
+        else:
+            snapshot = tps.snapshot(sid)
+            if snapshot["name"] != name and tps.plugin(snapshot["plugin_id"])["name"] != name:
+                raise TaskPluginError(
+                    f"snapshot {sid} belongs to task plugin {snapshot['name']!r}, not {name!r}"
+                )
+        catalog.snapshots[name] = {
+            "id": snapshot["id"],
+            "digest": snapshot["digest"],
+            "plugin_id": snapshot["plugin_id"],
+        }
+        for info in snapshot_infos(tps, snapshot):
+            catalog.add(info)
+    return catalog
+
+
+# ---------------------------------------------------------------------------
+# Finding task-plugin packages by name, in any process with an open store
+# ---------------------------------------------------------------------------
+
+
+class _Finder(importlib.abc.MetaPathFinder):
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if not fullname.startswith(PREFIX) or "." in fullname:
+            return None
+        digest = fullname.rpartition("_")[2]
+        if len(digest) != 16:
+            return None
+        for store in list(_STORES):
+            try:
+                tps = TaskPluginStore(store)
+                snapshot = tps.snapshot_by_digest(digest)
+            except Exception:
+                continue
+            if snapshot is None or package_name(snapshot) != fullname:
+                continue
+            folder = materialize(tps, snapshot)
+            return importlib.machinery.PathFinder.find_spec(fullname, [str(folder.parent)])
+        return None
+
+
+def watch_store(store: Store) -> None:
+    """Let the finder materialise packages from ``store`` (cheap: no I/O)."""
+    global _FINDER_INSTALLED
+    _STORES.add(store)
+    if not _FINDER_INSTALLED:
+        with _LOCK:
+            if not _FINDER_INSTALLED:
+                sys.meta_path.append(_Finder())
+                _FINDER_INSTALLED = True
