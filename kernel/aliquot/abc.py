@@ -11,10 +11,11 @@ kind           registered as                          builtins
 =============  =====================================  ===========================================
 store          a class: ``name`` + ``open(location)``  ``store_lmdb`` (``lmdb``), ``store_memory``
 serializer     an instance                            ``serializer_json``, ``_bytes``, ``_pickle``,
-                                                      ``_numpy``
+                                                      ``_numpy``, ``artifacts`` (a family)
 executor       a class: ``name`` + ``__init__(workers,  ``executor_inline``, ``_threads``,
                **options)``                           ``_processes``
-task type      an instance                            ``function``, ``stages``, ``aggregate``
+task type      an instance                            ``function``, ``stages``, ``aggregate``,
+                                                      ``tasks``, ``taskgraph``
 middleware     an instance                            ``cache``
 =============  =====================================  ===========================================
 

@@ -60,9 +60,20 @@ def _cacher_name(owner: str, index: int, output: str, cacher: Any) -> str | None
     name = getattr(cacher, "name", None)
     if isinstance(name, str) and name and callable(getattr(cacher, "dumps", None)):
         return name
+    if isinstance(cacher, type) and hasattr(cacher, "serialize"):
+        # An artifact task class (Dioptra's cacher shape): stored by the artifacts plugin.
+        from aliquot_builtins.artifacts import serializer_name
+
+        try:
+            return serializer_name(cacher)
+        except TaskDefinitionError as exc:
+            raise TaskDefinitionError(
+                f"{owner}: cachers[{index}] (for output {output!r}): {exc}"
+            ) from exc
     raise TaskDefinitionError(
         f"{owner}: cachers[{index}] (for output {output!r}) is {cacher!r}; use a serializer "
-        "name ('json', 'pickle', 'bytes', 'npy', ...) or a serializer object"
+        "name ('json', 'pickle', 'bytes', 'npy', ...), a serializer object or an artifact "
+        "task class"
     )
 
 
