@@ -108,6 +108,7 @@ if TYPE_CHECKING:
     )
     from aliquot_builtins.artifacts import (
         ArtifactTask as ArtifactTask,
+        ArtifactTaskInterface as ArtifactTaskInterface,
     )
     from aliquot_builtins.function import (
         task as task,
@@ -197,6 +198,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "register": ("aliquot_builtins.tasks", "register"),
     "Client": ("aliquot_builtins.tasks", "Client"),
     "ArtifactTask": ("aliquot_builtins.artifacts", "ArtifactTask"),
+    "ArtifactTaskInterface": ("aliquot_builtins.artifacts", "ArtifactTaskInterface"),
     "TaskGraph": ("aliquot_builtins.taskgraph", "TaskGraph"),
     "aggregate": ("aliquot_builtins.aggregate", "aggregate"),
     **{

@@ -72,19 +72,42 @@ class Analysis:
 
 
 def parse(source: str, filename: str) -> ast.Module:
+    """The file's syntax tree; it must also compile (``return`` outside a function...)."""
     try:
-        return ast.parse(source, filename=filename)
+        tree = ast.parse(source, filename=filename)
+        compile(tree, filename, "exec", dont_inherit=True)
     except SyntaxError as exc:
+        where = f"{filename}:{exc.lineno}" if exc.lineno else filename
         raise TaskPluginError(
-            f"{filename}:{exc.lineno}: syntax error: {exc.msg} (the file was not stored)"
+            f"{where}: syntax error: {exc.msg} (the file was not stored)"
         ) from None
     except ValueError as exc:  # null bytes
         raise TaskPluginError(f"{filename}: not Python source: {exc}") from None
+    return tree
 
 
-def _aliases(tree: ast.Module) -> dict[str, str]:
+def _aliases(tree: ast.Module, module: str | None, package: bool) -> dict[str, str]:
+    """Names bound at module level -> what they denote, as dotted paths.
+
+    ``module`` is the file's plugin-qualified module (``hello_world.tasks``): classes the
+    file defines and relative imports resolve under it, so a type named after them reads
+    the same in every file of the plugin.
+    """
     out: dict[str, str] = {}
+    if module is not None:
+        for node in tree.body:
+            if isinstance(node, ast.ClassDef):
+                out[node.name] = f"{module}.{node.name}"
     for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.level and module is not None:
+            parts = module.split(".")
+            keep = len(parts) - node.level + (1 if package else 0)
+            if keep < 1:
+                continue
+            base = ".".join(parts[:keep] + ([node.module] if node.module else []))
+            for alias in node.names:
+                out[alias.asname or alias.name] = f"{base}.{alias.name}"
+            continue
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.asname:
@@ -106,10 +129,16 @@ def _resolve(node: ast.expr, aliases: Mapping[str, str]) -> str | None:
     return aliases.get(head, head) + dot + rest
 
 
-def analyze(source: str, filename: str) -> Analysis:
-    """Every task the file defines (see the module docstring)."""
+def analyze(
+    source: str, filename: str, module: str | None = None, *, package: bool = False
+) -> Analysis:
+    """Every task the file defines (see the module docstring).
+
+    ``module``: the file's plugin-qualified module name (``hello_world.tasks``);
+    ``package``: the file is a package's ``__init__.py``.
+    """
     tree = parse(source, filename)
-    aliases = _aliases(tree)
+    aliases = _aliases(tree, module, package)
     namedtuples: dict[str, ast.ClassDef] = {}
     artifacts: dict[str, FoundArtifact] = {}
     artifact_names: set[str] = set()
@@ -121,7 +150,7 @@ def analyze(source: str, filename: str) -> Analysis:
             if any(b in ("typing.NamedTuple", "NamedTuple") for b in bases):
                 namedtuples[node.name] = node
             if any(b in _ARTIFACT_BASES or b in artifact_names for b in bases):
-                artifact_names.add(node.name)
+                artifact_names.update({node.name, aliases.get(node.name, node.name)})
                 artifacts[node.name] = FoundArtifact(
                     node.name, node.lineno, ast.get_docstring(node)
                 )
@@ -180,6 +209,11 @@ def _registration(
                     "to be read without running the file; give the registration explicitly "
                     "(function_tasks=[...]) instead"
                 ) from None
+        if "description" in found and not isinstance(found["description"], str):
+            raise TaskPluginError(
+                f"{filename}:{decorator.lineno}: register(description=...) must be text, not "
+                f"{found['description']!r}"
+            )
         if "name" in found and (
             not isinstance(found["name"], str) or not found["name"].isidentifier()
         ):

@@ -155,7 +155,12 @@ def load_function(
         )
     decorated = task_spec_of(fn)
     options = decorated.options if decorated is not None else TaskOptions()
-    signature = Signature.from_json(task)
+    # Types named after the plugin's own classes (hello_world.tasks.Box) become the live
+    # module's names, so values are checked against the imported classes.
+    prefix, live = f"{snapshot['name']}.", f"{package_name(snapshot)}."
+    signature = Signature.from_json(task).renamed(
+        lambda n: live + n[len(prefix) :] if n.startswith(prefix) else n
+    )
     return make_task_spec(
         fn,
         signature,

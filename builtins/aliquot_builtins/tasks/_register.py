@@ -33,7 +33,7 @@ from aliquot import (
     signature_params,
 )
 
-from ._types import TypeDefinitionError, TypeExpr, TypeTable, from_annotation
+from ._types import TypeDefinitionError, TypeExpr, TypeTable, from_annotation, renamed
 
 KIND = "task"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -57,6 +57,10 @@ class InputInfo:
     required: bool = True
     kind: InputKind = "positional_or_keyword"
     description: str | None = None
+
+    @property
+    def is_variadic(self) -> bool:
+        return self.kind in ("var_positional", "var_keyword")
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -114,6 +118,14 @@ class Signature:
             tuple(InputInfo.from_json(i) for i in data.get("inputs", ())),
             tuple(OutputInfo.from_json(o) for o in data.get("outputs", ())),
             TypeTable(data.get("types") or {}),
+        )
+
+    def renamed(self, rename: Callable[[str], str]) -> Signature:
+        """The same signature with custom type names passed through ``rename``."""
+        return Signature(
+            tuple(attrs.evolve(i, type=renamed(i.type, rename)) for i in self.inputs),
+            tuple(attrs.evolve(o, type=renamed(o.type, rename)) for o in self.outputs),
+            self.types.renamed(rename),
         )
 
     @property
@@ -189,9 +201,18 @@ def _type_of(entry: Mapping[str, Any], owner: str, table: TypeTable) -> TypeExpr
     if not keys:
         return None
     try:
-        return table.normalize(entry[keys[0]], owner)
+        typ = table.normalize(entry[keys[0]], owner)
+        for name in table.undefined(typ):
+            if "." not in name:
+                raise TypeDefinitionError(
+                    f"{owner}: type {name!r} of {entry.get('name')!r} is not defined (builtin "
+                    "types: any, string, integer, number, boolean, null; a class is named by "
+                    "its dotted path, e.g. numpy.ndarray)"
+                )
+            table.define(name)  # a class by its dotted path: a simple custom type
     except TypeDefinitionError as exc:
         raise TaskDefinitionError(str(exc)) from None
+    return typ
 
 
 _INPUT_KEYS = {"name", "type", "parameterType", "parameter_type", "required", "description"}
@@ -287,10 +308,21 @@ def apply_registration(
                     f"{owner}: 'required' of input {name!r} must be true or false"
                 )
             base = by_name.get(name)
-            if base is None or (
-                base.kind in ("var_positional", "var_keyword") and name not in named
-            ):
-                if base is not None or not derived.takes_kwargs:
+            if base is not None and base.is_variadic:
+                if required:
+                    raise TaskDefinitionError(
+                        f"{owner}: input {name!r} takes the extra "
+                        + ("positional" if base.kind == "var_positional" else "keyword")
+                        + " values; it cannot be required (give it a type only)"
+                    )
+                by_name[name] = attrs.evolve(
+                    base,
+                    type=typ if typ is not None else base.type,
+                    description=entry.get("description", base.description),
+                )
+                continue
+            if base is None:
+                if not derived.takes_kwargs:
                     takes = ", ".join(sorted(named)) or "no named parameters"
                     raise TaskDefinitionError(
                         f"{owner}: registered input {name!r} is not a parameter of the "

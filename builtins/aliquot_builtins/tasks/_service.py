@@ -8,6 +8,7 @@ this same code. Paths and bodies are listed in ``spec/tasks.md``.
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -88,7 +89,10 @@ class Service:
 
     def handle(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
         path, _, query = path.partition("?")
-        params = dict(p.split("=", 1) for p in query.split("&") if "=" in p)
+        params = {
+            _decode_path(k): _decode_path(v)
+            for k, _, v in (p.partition("=") for p in query.split("&") if p)
+        }
         allowed = []
         for verb, pattern, handler in self._routes:
             match = pattern.fullmatch(path)
@@ -100,6 +104,13 @@ class Service:
             args = {k: _decode_path(v) for k, v in match.groupdict().items()}
             if body is not None and not isinstance(body, Mapping):
                 raise TaskPluginError(f"{method} {path}: the body must be a JSON object")
+            known = set(inspect.signature(handler).parameters) - set(args) - {"body"}
+            unknown = sorted(set(params) - known)
+            if unknown:
+                raise TaskPluginError(
+                    f"{method} {path}: unknown query parameter(s) {unknown}"
+                    + (f" (allowed: {', '.join(sorted(known))})" if known else "")
+                )
             return handler(**args, **params, body=dict(body or {}))
         if allowed:
             raise TaskPluginError(f"{method} {path}: not allowed (use {', '.join(allowed)})")

@@ -15,6 +15,7 @@ import os
 import stat
 import tarfile
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 from typing import Final
 
@@ -57,7 +58,17 @@ def _wanted(path: str, source: Source) -> bool:
 
 
 def read_source(location: str | os.PathLike[str], name: str | None = None) -> Source:
-    path = Path(location)
+    try:
+        return _read_source(Path(location), name)
+    except TaskPluginError:
+        raise
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError) as exc:
+        raise TaskPluginError(
+            f"{location}: damaged or unreadable ({type(exc).__name__}: {exc}); nothing was imported"
+        ) from None
+
+
+def _read_source(path: Path, name: str | None) -> Source:
     if path.is_symlink():
         raise TaskPluginError(f"{path} is a symlink; give the directory or archive itself")
     if path.is_dir():
@@ -182,7 +193,7 @@ def _read_zip(path: Path, name: str | None) -> Source:
                 raise TaskPluginError(f"archive member {info.filename!r}: links are refused")
             if info.is_dir():
                 continue
-            if mode and not stat.S_ISREG(mode):
+            if stat.S_IFMT(mode) and not stat.S_ISREG(mode):
                 raise TaskPluginError(f"archive member {info.filename!r}: not a regular file")
             members.append((rel, info))
         top, cut = _strip_top([rel for rel, _ in members])

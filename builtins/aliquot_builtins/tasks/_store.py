@@ -45,6 +45,8 @@ SP_DIGESTS: Final = "tp_digests"
 MAX_FILE_BYTES: Final = 1 << 20
 MAX_FILES: Final = 512
 MAX_TOTAL_BYTES: Final = 16 << 20
+#: Longest plugin name or filename part (materialised paths must fit the filesystem).
+MAX_NAME: Final = 100
 
 _FILENAME: Final = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]*/)*[A-Za-z_][A-Za-z0-9_]*\.py$")
 _ID: Final = struct.Struct(">Q")
@@ -62,6 +64,8 @@ def check_plugin_name(name: Any) -> str:
         )
     if name == "builtin":
         raise TaskPluginError("task plugin name 'builtin' is reserved for the builtin tasks")
+    if len(name) > MAX_NAME:
+        raise TaskPluginError(f"task plugin name {name[:20]!r}... is over {MAX_NAME} characters")
     return name
 
 
@@ -76,6 +80,12 @@ def check_filename(filename: Any) -> str:
         raise TaskPluginError(f"filename {filename!r} leaves the plugin ('..' or '.' in the path)")
     if "\\" in filename:
         raise TaskPluginError(f"filename {filename!r} uses '\\'; separate directories with '/'")
+    if len(filename) > 4 * MAX_NAME or any(len(p) > MAX_NAME for p in parts):
+        raise TaskPluginError(
+            f"filename {filename[:40]!r}... is too long ({MAX_NAME} characters per part)"
+        )
+    if "__pycache__" in parts:
+        raise TaskPluginError(f"filename {filename!r} is inside __pycache__")
     if not filename.endswith(".py"):
         raise TaskPluginError(f"filename {filename!r} is not a .py file")
     if not _FILENAME.match(filename) or any(
@@ -164,6 +174,16 @@ class TaskPluginStore:
             sid = snap.get("parent")
         return out[::-1]
 
+    def live(self, ref: int | str) -> dict[str, Any]:
+        """A plugin that may be changed (not removed)."""
+        plugin = self.plugin(ref)
+        if plugin.get("deleted"):
+            raise TaskPluginError(
+                f"task plugin {plugin['name']!r} (id {plugin['id']}) was removed; its snapshots "
+                "can be read but it cannot be changed"
+            )
+        return plugin
+
     def latest(self, ref: int | str) -> dict[str, Any]:
         return self.snapshot(self.plugin(ref)["latest_snapshot"])
 
@@ -230,7 +250,7 @@ class TaskPluginStore:
     def modify(
         self, ref: int | str, name: Any = None, description: str | None = None
     ) -> dict[str, Any]:
-        plugin = self.plugin(ref)
+        plugin = self.live(ref)
         latest = self.snapshot(plugin["latest_snapshot"])
         new_name = plugin["name"] if name is None else check_plugin_name(name)
         _check_description(description)
@@ -247,7 +267,7 @@ class TaskPluginStore:
         return self.plugin(plugin["id"])
 
     def remove(self, ref: int | str) -> dict[str, Any]:
-        plugin = self.plugin(ref)
+        plugin = self.live(ref)
         plugin["deleted"] = True
         plugin["modified"] = _now()
         self.store.delete(SP_NAMES, plugin["name"].encode())
@@ -264,7 +284,7 @@ class TaskPluginStore:
         artifact_tasks: Sequence[Mapping[str, Any]] | None = None,
         description: str | None = None,
     ) -> dict[str, Any]:
-        plugin = self.plugin(ref)
+        plugin = self.live(ref)
         files = list(self.snapshot(plugin["latest_snapshot"])["files"])
         filename = check_filename(filename)
         if any(f["filename"] == filename for f in files):
@@ -290,7 +310,7 @@ class TaskPluginStore:
         artifact_tasks: Sequence[Mapping[str, Any]] | None = None,
         description: str | None = None,
     ) -> dict[str, Any]:
-        plugin = self.plugin(ref)
+        plugin = self.live(ref)
         snap = self.snapshot(plugin["latest_snapshot"])
         old = self.file(snap, file_ref)
         filename = check_filename(filename)
@@ -311,7 +331,7 @@ class TaskPluginStore:
         return entry
 
     def remove_file(self, ref: int | str, file_ref: int | str) -> dict[str, Any]:
-        plugin = self.plugin(ref)
+        plugin = self.live(ref)
         snap = self.snapshot(plugin["latest_snapshot"])
         old = self.file(snap, file_ref)
         files = [f for f in snap["files"] if f["id"] != old["id"]]
@@ -377,13 +397,24 @@ class TaskPluginStore:
             raise TaskPluginError(
                 f"{filename}: contents must be text, not {type(contents).__name__}"
             )
-        data = contents.encode("utf-8")
+        try:
+            data = contents.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise TaskPluginError(
+                f"{filename}: contents are not valid text ({exc.reason})"
+            ) from None
         if len(data) > MAX_FILE_BYTES:
             raise TaskPluginError(
                 f"{filename}: {len(data)} bytes is over the {MAX_FILE_BYTES}-byte limit per file"
             )
         _check_description(description)
-        analysis = analyze(contents, f"{plugin}/{filename}")
+        path = module_path(filename)
+        analysis = analyze(
+            contents,
+            f"{plugin}/{filename}",
+            f"{plugin}.{path}" if path else plugin,
+            package=filename.endswith("__init__.py"),
+        )
         where = f"{plugin}/{filename}"
         if function_tasks is None:
             functions = list(analysis.functions.values())

@@ -22,12 +22,13 @@ next takes. Unlike Dioptra, ``any`` fits everywhere statically: a value typed
 from __future__ import annotations
 
 import ast
+import builtins
 import collections.abc
 import math
 import sys
 import types as pytypes
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 import orjson
@@ -95,6 +96,11 @@ class TypeTable:
     def to_json(self) -> dict[str, TypeExpr]:
         return dict(sorted(self._defs.items()))
 
+    def renamed(self, rename: Callable[[str], str]) -> TypeTable:
+        out = TypeTable()
+        out._defs = {rename(k): renamed(v, rename) for k, v in self._defs.items()}
+        return out
+
     def normalize(self, expr: Any, where: str = "type") -> TypeExpr:
         """``expr`` checked for shape (names may still be undefined: see :meth:`undefined`)."""
         if isinstance(expr, str):
@@ -136,6 +142,20 @@ class TypeTable:
             if name not in BUILTIN and name not in self._defs and name not in out:
                 out.append(name)
         return out
+
+
+def renamed(expr: TypeExpr, rename: Callable[[str], str]) -> TypeExpr:
+    """``expr`` with every type name passed through ``rename``."""
+    if isinstance(expr, str):
+        return rename(expr)
+    if not expr:
+        return expr
+    ((key, arg),) = expr.items()
+    if isinstance(arg, dict):
+        return {key: {k: renamed(v, rename) for k, v in arg.items()}}
+    if isinstance(arg, list):
+        return {key: [renamed(a, rename) for a in arg]}
+    return {key: renamed(arg, rename)}
 
 
 def names_in(expr: TypeExpr) -> list[str]:
@@ -197,12 +217,12 @@ def from_annotation(annotation: Any, table: TypeTable) -> TypeExpr:
     if origin is typing.Literal:
         return _union([_literal_type(a) for a in args])
     if origin is tuple or annotation is tuple:
+        if args == ((),) or (origin is tuple and not args and annotation is not tuple):
+            return {"tuple": []}
         if not args:
             return {"list": "any"}
         if len(args) == 2 and args[1] is Ellipsis:
             return {"list": from_annotation(args[0], table)}
-        if args == ((),):
-            return {"tuple": []}
         return {"tuple": [from_annotation(a, table) for a in args]}
     if origin in (list, set, frozenset) or annotation in (list, set, frozenset):
         return {"list": from_annotation(args[0], table) if args else "any"}
@@ -217,7 +237,11 @@ def from_annotation(annotation: Any, table: TypeTable) -> TypeExpr:
         return {"mapping": ["string", "any"]}
     if typing.is_typeddict(annotation):
         hints = typing.get_type_hints(annotation)
-        return {"mapping": {k: from_annotation(v, table) for k, v in hints.items()}}
+        fields = {k: from_annotation(v, table) for k, v in hints.items()}
+        if set(getattr(annotation, "__required_keys__", fields)) == set(fields):
+            return {"mapping": fields}
+        # Optional keys have no spelling in the type language: keys checked, values by union.
+        return {"mapping": ["string", _union(list(fields.values()) or ["any"])]}
     if isinstance(annotation, type):
         name = class_name(annotation)
         table.define(name)
@@ -331,6 +355,8 @@ def _named(name: str, table: TypeTable) -> TypeExpr:
         return {"mapping": ["string", "any"]}
     if short in ("tuple", "Tuple"):
         return {"list": "any"}
+    if "." not in name and isinstance(getattr(builtins, name, None), type):
+        name = f"builtins.{name}"
     table.define(name)
     return name
 
