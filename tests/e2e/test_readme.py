@@ -124,3 +124,25 @@ def test_the_example_experiment_runs_and_caches(tmp_path: Path) -> None:
     )
     assert script.returncode == 0, script.stderr
     assert script.stdout.splitlines()[-1] == "best: deg5 | deg3 rmse: 0.205"
+
+
+def test_task_plugin_walkthrough_runs_as_printed(tmp_path: Path) -> None:
+    """The four commands of "Task plugins and task graphs", in order, on a fresh store."""
+    block = README.split("## Task plugins and task graphs", 1)[1].split("```", 2)[1]
+    commands = [line.split("#")[0].split() for line in block.strip().splitlines()]
+    assert [c[:2] for c in commands] == [
+        ["aliquot", "task-plugins"],
+        ["aliquot", "graphs"],
+        ["aliquot", "run"],
+        ["aliquot", "get"],
+    ]
+    results = []
+    for command in commands:
+        args = [str(ROOT / a) if a.startswith("examples/") else a for a in command[1:]]
+        result = _aliquot(*args, cwd=tmp_path)
+        assert result.returncode == 0, (command, result.stdout, result.stderr)
+        results.append(result)
+    assert "hello_world.tasks.hello" in results[0].stdout
+    assert results[1].stdout.startswith("ok")
+    assert "HELLO, ADA!" in results[2].stdout
+    assert results[3].stdout.strip() == "'HELLO, ADA!'"

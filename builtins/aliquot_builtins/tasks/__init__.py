@@ -51,6 +51,7 @@ from ._types import (
     describe,
     from_annotation,
     infer,
+    literal_type,
 )
 
 __all__ = [
@@ -84,6 +85,7 @@ __all__ = [
     "describe",
     "from_annotation",
     "infer",
+    "literal_type",
     "info_from_artifact_class",
     "info_from_spec",
     "register",

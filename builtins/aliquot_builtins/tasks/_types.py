@@ -215,7 +215,7 @@ def from_annotation(annotation: Any, table: TypeTable) -> TypeExpr:
     if origin is typing.Union or origin is pytypes.UnionType:
         return _union([from_annotation(a, table) for a in args])
     if origin is typing.Literal:
-        return _union([_literal_type(a) for a in args])
+        return _union([literal_type(a) for a in args])
     if origin is tuple or annotation is tuple:
         if args == ((),) or (origin is tuple and not args and annotation is not tuple):
             return {"tuple": []}
@@ -249,7 +249,8 @@ def from_annotation(annotation: Any, table: TypeTable) -> TypeExpr:
     return "any"
 
 
-def _literal_type(value: Any) -> TypeExpr:
+def literal_type(value: Any) -> TypeExpr:
+    """The type of a scalar written as a value (``1.5`` -> ``number``; ``None`` -> ``null``)."""
     for python, name in ((bool, "boolean"), (str, "string"), (int, "integer"), (float, "number")):
         if isinstance(value, python):
             return name
@@ -312,7 +313,7 @@ def from_annotation_node(node: ast.expr, aliases: Mapping[str, str], table: Type
             return from_annotation_node(elts[0], aliases, table)
         if short == "Literal":
             return _union(
-                [_literal_type(e.value) if isinstance(e, ast.Constant) else "any" for e in elts]
+                [literal_type(e.value) if isinstance(e, ast.Constant) else "any" for e in elts]
             )
         if short in ("tuple", "Tuple"):
             if len(elts) == 2 and isinstance(elts[1], ast.Constant) and elts[1].value is ...:
