@@ -69,6 +69,9 @@ class Analysis:
     all_functions: dict[str, ast.FunctionDef | ast.AsyncFunctionDef]
     aliases: dict[str, str]
     namedtuples: dict[str, ast.ClassDef]
+    #: Plugin-qualified modules the file may import from its own plugin (relative imports,
+    #: anywhere in the file; ``from . import x`` lists both the package and ``x``).
+    imports: tuple[str, ...] = ()
 
 
 def parse(source: str, filename: str) -> ast.Module:
@@ -121,6 +124,34 @@ def _aliases(tree: ast.Module, module: str | None, package: bool) -> dict[str, s
     return out
 
 
+def _plugin_imports(tree: ast.Module, module: str | None, package: bool) -> tuple[str, ...]:
+    if module is None:
+        return ()
+    plugin = module.split(".")[0]
+    found: dict[str, None] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            parts = module.split(".")
+            keep = len(parts) - node.level + (1 if package else 0)
+            if keep < 1:
+                continue
+            base = ".".join(parts[:keep] + ([node.module] if node.module else []))
+            found[base] = None
+            for alias in node.names:
+                found[f"{base}.{alias.name}"] = None
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == plugin:
+                    found[alias.name] = None
+        elif (
+            isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == plugin
+        ):
+            found[node.module] = None
+            for alias in node.names:
+                found[f"{node.module}.{alias.name}"] = None
+    return tuple(found)
+
+
 def _resolve(node: ast.expr, aliases: Mapping[str, str]) -> str | None:
     name = dotted(node)
     if name is None:
@@ -156,7 +187,9 @@ def analyze(
                 )
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             all_functions[node.name] = node
-    analysis = Analysis({}, artifacts, all_functions, aliases, namedtuples)
+    analysis = Analysis(
+        {}, artifacts, all_functions, aliases, namedtuples, _plugin_imports(tree, module, package)
+    )
     for fname, node in all_functions.items():
         registration = _registration(node, aliases, filename)
         if registration is None:

@@ -16,6 +16,7 @@ An exception raised while the code is imported becomes
 from __future__ import annotations
 
 import atexit
+import hashlib
 import importlib
 import importlib.abc
 import importlib.machinery
@@ -30,6 +31,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Final
+
+import orjson
 
 from aliquot import TaskOptions, TaskSpec, task_spec_of
 from aliquot.abc import Store
@@ -166,11 +169,46 @@ def load_function(
         signature,
         name=name,
         options=options,
-        # The snapshot digest pins the code: it replaces the source fingerprint.
-        version=f"taskplugin:{snapshot['digest']}:{name}",
+        # The code the task can reach pins it: it replaces the source fingerprint.
+        version=code_version(snapshot, file, task),
         description=task.get("description"),
         origin=_origin(snapshot),
     )
+
+
+def code_version(
+    snapshot: Mapping[str, Any], file: Mapping[str, Any], task: Mapping[str, Any]
+) -> str:
+    """A digest of what a task's result can depend on in its plugin: its registration,
+    its file, the plugin files that file imports (transitively), and the ``__init__.py``
+    of every package on their way. Other files of the snapshot may change freely."""
+    by_module = {}
+    for f in snapshot["files"]:
+        path = module_path(f["filename"])
+        by_module[f"{snapshot['name']}.{path}" if path else snapshot["name"]] = f
+    if any("imports" not in f for f in snapshot["files"]):
+        reached = {f["filename"]: f for f in snapshot["files"]}  # no import data: all of it
+    else:
+        reached = {}
+        stack = [dict(file)]
+        while stack:
+            current = stack.pop()
+            if current["filename"] in reached:
+                continue
+            reached[current["filename"]] = current
+            parts = current["filename"].split("/")[:-1]
+            packages = [".".join([snapshot["name"], *parts[:i]]) for i in range(len(parts) + 1)]
+            for name in [*packages, *current.get("imports", ())]:
+                found = by_module.get(name)
+                if found is not None and found["filename"] not in reached:
+                    stack.append(found)
+    material = {
+        "task": {k: v for k, v in task.items() if k not in ("line", "description")},
+        "file": file["filename"],
+        "code": sorted((f["filename"], f["digest"]) for f in reached.values()),
+    }
+    digest = hashlib.sha256(orjson.dumps(material, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return f"taskplugin:{snapshot['name']}:{digest}"
 
 
 def load_artifact(

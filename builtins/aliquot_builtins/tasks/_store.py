@@ -453,6 +453,7 @@ class TaskPluginStore:
             "artifact_tasks": [
                 {"name": a.name, "line": a.line, "description": a.description} for a in artifacts
             ],
+            "imports": list(analysis.imports),
         }
 
     def _snapshot(
