@@ -21,17 +21,27 @@ parameter's type.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
-
-import click
+from typing import TYPE_CHECKING, Any
 
 from aliquot import hookimpl
 
-from ._build import ARTIFACT_KIND, identity
-from ._commands import graphs_group
-from ._document import TaskGraph
-from ._issues import CODES, SHAPE_CODES, GraphValidationError, ValidationIssue
-from ._tasktype import OPTION, GraphArtifactTaskType
+from ._tasktype import ARTIFACT_KIND, OPTION, GraphArtifactTaskType, identity
+
+if TYPE_CHECKING:
+    from ._document import TaskGraph
+    from ._issues import CODES, SHAPE_CODES, GraphValidationError, ValidationIssue
+
+# Imported on first use: loading the plugin must stay cheap (YAML, JSON Schema and the
+# validator load only when a document is read).
+_EXPORTS: dict[str, str] = {
+    "TaskGraph": "_document",
+    "CODES": "_issues",
+    "SHAPE_CODES": "_issues",
+    "GraphValidationError": "_issues",
+    "ValidationIssue": "_issues",
+}
 
 __all__ = [
     "ARTIFACT_KIND",
@@ -46,6 +56,19 @@ __all__ = [
 ]
 
 
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
 @hookimpl(trylast=True)
 def aliquot_register_task_types(register: Callable[..., None]) -> None:
     register(GraphArtifactTaskType())
@@ -53,6 +76,8 @@ def aliquot_register_task_types(register: Callable[..., None]) -> None:
 
 @hookimpl(trylast=True)
 def aliquot_register_run_options(register: Callable[..., None]) -> None:
+    import click
+
     register(
         click.Option(
             ["-P", "--graph-param", OPTION],
@@ -65,4 +90,6 @@ def aliquot_register_run_options(register: Callable[..., None]) -> None:
 
 @hookimpl(trylast=True)
 def aliquot_register_commands(register: Callable[..., None]) -> None:
+    from ._commands import graphs_group
+
     register(graphs_group)

@@ -28,15 +28,9 @@ from aliquot import (
 
 from ..tasks import Catalog
 from ._semantics import Analysis, Reference, reference_of
+from ._tasktype import ARTIFACT_KIND, identity
 
-#: The task type of artifact nodes.
-ARTIFACT_KIND: Final = "graph_artifact"
 ARTIFACT_TASK: Final = "aliquot_builtins.taskgraph.artifact"
-
-
-def identity(value: Any) -> Any:
-    """What an artifact node runs: its value is stored by its output's serializer."""
-    return value
 
 
 def _converter(analysis: Analysis) -> Any:

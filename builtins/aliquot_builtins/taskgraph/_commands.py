@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import click
 import orjson
 
 from aliquot.cli import command_kernel, default_store, json_option, store_option
 
-from ._document import TaskGraph
-from ._issues import GraphValidationError, ValidationIssue
+if TYPE_CHECKING:
+    from ._issues import ValidationIssue
 
 
 @click.group("graphs")
@@ -29,6 +30,9 @@ def validate(ctx: click.Context, file: str, store: str | None, as_json: bool) ->
     Task plugins are read from the store (opened read-only); tasks in the
     document's `modules` are imported.
     """
+    from ._document import TaskGraph
+    from ._issues import GraphValidationError
+
     steps = artifacts = 0
     try:
         document = TaskGraph.load(file)

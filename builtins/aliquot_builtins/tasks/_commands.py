@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import orjson
@@ -11,12 +11,14 @@ import orjson
 from aliquot.cli import command_kernel, json_option, store_option
 
 from ._errors import TaskPluginError
-from ._service import Service
-from ._sources import read_source
-from ._store import MAX_FILE_BYTES
+
+if TYPE_CHECKING:
+    from ._service import Service
 
 
 def _service(ctx: click.Context, store: str | None, write: bool = False) -> tuple[Any, Service]:
+    from ._service import Service  # imported when a command runs, not when it is listed
+
     kernel = command_kernel(ctx, store, write=write)
     return kernel, Service(kernel)
 
@@ -96,6 +98,8 @@ def add_file(
     as_json: bool,
 ) -> None:
     """Add FILE to PLUGIN, registering the tasks found in its code (read, not run)."""
+    from ._store import MAX_FILE_BYTES
+
     name = filename or file.name
     if file.stat().st_size > MAX_FILE_BYTES:
         raise TaskPluginError(f"{file}: over the {MAX_FILE_BYTES}-byte limit per file")
@@ -144,6 +148,8 @@ def import_(
     as_json: bool,
 ) -> None:
     """Import a whole task plugin from a directory or a .tar.gz/.zip archive."""
+    from ._sources import read_source
+
     source = read_source(path, name)
     kernel, service = _service(ctx, store, write=True)
     try:

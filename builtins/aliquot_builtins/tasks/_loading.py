@@ -18,36 +18,29 @@ from __future__ import annotations
 import atexit
 import hashlib
 import importlib
-import importlib.abc
-import importlib.machinery
 import os
 import shutil
 import sys
 import tempfile
 import threading
 import traceback
-import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Final
+from typing import Any
 
 import orjson
 
 from aliquot import TaskOptions, TaskSpec, task_spec_of
-from aliquot.abc import Store
 
 from ._catalog import Catalog, TaskInfo
 from ._errors import TaskPluginError, TaskPluginImportError
+from ._finder import PREFIX
 from ._register import Signature, make_task_spec
 from ._store import TaskPluginStore, module_path, qualified
 
-PREFIX: Final = "aliquot_tp_"
 _LOCK = threading.RLock()
 _ROOT: Path | None = None
-#: Stores of open kernels, for the finder (weak: a closed kernel drops out).
-_STORES: weakref.WeakSet[Any] = weakref.WeakSet()
-_FINDER_INSTALLED = False
 
 
 def package_name(snapshot: Mapping[str, Any]) -> str:
@@ -316,41 +309,3 @@ def catalog_for(kernel: Any, plugins: Sequence[str] | Mapping[str, Any] | None =
         for info in snapshot_infos(tps, snapshot):
             catalog.add(info)
     return catalog
-
-
-# ---------------------------------------------------------------------------
-# Finding task-plugin packages by name, in any process with an open store
-# ---------------------------------------------------------------------------
-
-
-class _Finder(importlib.abc.MetaPathFinder):
-    def find_spec(
-        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
-    ) -> importlib.machinery.ModuleSpec | None:
-        if not fullname.startswith(PREFIX) or "." in fullname:
-            return None
-        digest = fullname.rpartition("_")[2]
-        if len(digest) != 16:
-            return None
-        for store in list(_STORES):
-            try:
-                tps = TaskPluginStore(store)
-                snapshot = tps.snapshot_by_digest(digest)
-            except Exception:
-                continue
-            if snapshot is None or package_name(snapshot) != fullname:
-                continue
-            folder = materialize(tps, snapshot)
-            return importlib.machinery.PathFinder.find_spec(fullname, [str(folder.parent)])
-        return None
-
-
-def watch_store(store: Store) -> None:
-    """Let the finder materialise packages from ``store`` (cheap: no I/O)."""
-    global _FINDER_INSTALLED
-    _STORES.add(store)
-    if not _FINDER_INSTALLED:
-        with _LOCK:
-            if not _FINDER_INSTALLED:
-                sys.meta_path.append(_Finder())
-                _FINDER_INSTALLED = True
