@@ -113,6 +113,11 @@ if TYPE_CHECKING:
     from aliquot_builtins.function import (
         task as task,
     )
+    from aliquot_builtins.operators import (
+        MapError as MapError,
+        Operator as Operator,
+        operator as operator,
+    )
     from aliquot_builtins.stages import (
         CachersMismatchError as CachersMismatchError,
         EmptyCachersError as EmptyCachersError,
@@ -200,6 +205,9 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "ArtifactTask": ("aliquot_builtins.artifacts", "ArtifactTask"),
     "ArtifactTaskInterface": ("aliquot_builtins.artifacts", "ArtifactTaskInterface"),
     "TaskGraph": ("aliquot_builtins.taskgraph", "TaskGraph"),
+    "Operator": ("aliquot_builtins.operators", "Operator"),
+    "operator": ("aliquot_builtins.operators", "operator"),
+    "MapError": ("aliquot_builtins.operators", "MapError"),
     "aggregate": ("aliquot_builtins.aggregate", "aggregate"),
     **{
         name: ("aliquot_builtins.stages", name)

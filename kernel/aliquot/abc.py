@@ -15,7 +15,7 @@ serializer     an instance                            ``serializer_json``, ``_by
 executor       a class: ``name`` + ``__init__(workers,  ``executor_inline``, ``_threads``,
                **options)``                           ``_processes``
 task type      an instance                            ``function``, ``stages``, ``aggregate``,
-                                                      ``tasks``, ``taskgraph``
+                                                      ``tasks``, ``taskgraph``, ``operators``
 middleware     an instance                            ``cache``
 =============  =====================================  ===========================================
 

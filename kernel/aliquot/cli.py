@@ -426,18 +426,35 @@ def runs(ctx: click.Context, store: str | None, as_json: bool, limit: int) -> No
 
 @cli.command()
 @click.argument("run_ref", metavar="RUN")
+@click.option("--graph", is_flag=True, help="Print the run's call graph (the `graph` view).")
 @store_option
 @json_option
 @click.pass_context
-def show(ctx: click.Context, run_ref: str, store: str | None, as_json: bool) -> None:
+def show(ctx: click.Context, run_ref: str, graph: bool, store: str | None, as_json: bool) -> None:
     """Show a run: its nodes, outcomes, outputs and errors.
 
     RUN is a run id, a unique prefix of one, `latest`, or `latest~N` (the Nth
-    run before the latest).
+    run before the latest). `--graph` prints the graph a plugin recorded for it
+    (its `graph` view: the operator calls and their data flow).
     """
     kernel = _state(ctx).open_kernel(store)
     try:
         result = kernel.get_run(run_ref)
+        if graph:
+            if "graph" not in kernel.run_views:
+                raise click.UsageError(
+                    "no loaded plugin records run graphs (the `graph` view; the operators "
+                    "plugin provides it)"
+                )
+            view = result.graph
+            if as_json and hasattr(view, "all"):
+                import orjson
+
+                graphs = {k: g.to_json() for k, g in view.all().items()}
+                click.echo(orjson.dumps(graphs, option=orjson.OPT_INDENT_2).decode())
+            else:
+                click.echo(str(view))
+            return
     finally:
         kernel.close()
     if as_json:

@@ -150,8 +150,9 @@ def aliquot_register_task_types(register: Callable[..., None]) -> None:
     Implemented by: ``aliquot_builtins.function`` (``function``),
     ``aliquot_builtins.stages`` (``stage``, which also plans experiments),
     ``aliquot_builtins.aggregate`` (``aggregate``), ``aliquot_builtins.tasks``
-    (``task``: registered, typed function tasks) and ``aliquot_builtins.taskgraph``
-    (``graph_artifact``, which also plans task-graph documents); all ``trylast``.
+    (``task``: registered, typed function tasks), ``aliquot_builtins.taskgraph``
+    (``graph_artifact``, which also plans task-graph documents) and
+    ``aliquot_builtins.operators`` (``operator``, which plans operators); all ``trylast``.
     """
 
 
