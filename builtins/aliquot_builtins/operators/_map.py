@@ -80,10 +80,10 @@ def run_map(
     kernel: Any,
 ) -> list[Any]:
     name, count = _parse(executor, workers)
+    kernel = kernel if kernel is not None else shared_kernel()
+    factory = kernel.executors.get(name)  # an unknown name is an error even with no inputs
     if not arguments:
         return []
-    kernel = kernel if kernel is not None else shared_kernel()
-    factory = kernel.executors.get(name)
     label = getattr(fn, "__qualname__", None) or type(fn).__qualname__
     calls = [Call(fn, args, {}, f"{label}.map[{i}]") for i, args in enumerate(arguments)]
     results: list[Any] = [None] * len(calls)
@@ -95,6 +95,9 @@ def run_map(
         async with factory(workers=count) as pool, trio.open_nursery() as nursery:
 
             async def one(index: int, call: Call) -> None:
+                # An executor may run the call before its first await: after a failure,
+                # calls not started yet must not start at all.
+                await trio.lowlevel.checkpoint_if_cancelled()
                 try:
                     results[index] = await pool.submit(call)
                 except Exception as exc:

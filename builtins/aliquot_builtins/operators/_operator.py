@@ -298,14 +298,18 @@ class ClassOperator(Operator):
             or is_operator_container(value)
         ):
             super().__setattr__(name, value)
-        else:
-            setattr(wrapped, name, value)
+            return
+        if name in self.__dict__.get("_operators", {}):
+            # A child replaced by a plain value: it stops being a child (and an attribute of
+            # the operator); the value goes to the wrapped instance like any other.
+            super().__delattr__(name)
+        setattr(wrapped, name, value)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         if not callable(self._wrapped):
             raise TypeError(
-                f"{type(self.__wrapped__).__name__} {type(self).__qualname__!r} instances are "
-                "not callable; call their methods (they are reached through the operator)"
+                f"operator {type(self).__qualname__!r}: {self.__wrapped__.__name__} instances "
+                "are not callable; call their methods (they are reached through the operator)"
             )
         return self._wrapped(*args, **kwargs)
 
