@@ -23,6 +23,7 @@ from ._version import __version__
 if TYPE_CHECKING:
     from aliquot._context import (
         NodeContext as NodeContext,
+        current_run as current_run,
     )
     from aliquot._errors import (
         AliquotError as AliquotError,
@@ -163,6 +164,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
         )
     },
     "NodeContext": ("aliquot._context", "NodeContext"),
+    "current_run": ("aliquot._context", "current_run"),
     "Unfingerprintable": ("aliquot._fingerprints", "Unfingerprintable"),
     "canonical": ("aliquot._fingerprints", "canonical"),
     "fingerprint": ("aliquot._fingerprints", "fingerprint"),

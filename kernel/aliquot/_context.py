@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -60,3 +61,21 @@ class NodeContext:
 
 #: The rest of the chain, as seen by a middleware: ``await call_next(ctx)``.
 Handler = Callable[[NodeContext], Awaitable["Outcome"]]
+
+
+#: The run executing in this context (set by the scheduler; worker threads of the
+#: ``threads`` executor inherit it, worker processes do not).
+CURRENT_RUN: contextvars.ContextVar[Run | None] = contextvars.ContextVar(
+    "aliquot_current_run", default=None
+)
+
+
+def current_run() -> Run | None:
+    """The :class:`~aliquot.Run` whose node is executing here, or None.
+
+    Set while a run executes -- in the trio thread and in the threads the
+    ``threads`` executor runs calls on -- so that code called by a task (an
+    operator's nested calls) can reach its run. None elsewhere, including in
+    worker processes.
+    """
+    return CURRENT_RUN.get()

@@ -62,6 +62,8 @@ class ProgressReporter:
 
     @hookimpl
     def aliquot_node_started(self, run: Run, node: Node) -> None:
+        if "within" in node.labels:
+            return  # a step inside a node: shown when it ends, never counted
         self.running[node.id] = time.monotonic()
         if self.interactive:
             self._redraw()
@@ -70,6 +72,12 @@ class ProgressReporter:
     def aliquot_node_finished(
         self, run: Run, node: Node, outcome: Outcome, duration: float
     ) -> None:
+        if "within" in node.labels:
+            if not self.interactive and (
+                self.total <= PER_NODE_LINES or outcome.status == "failed"
+            ):
+                self._write(f"        {outcome.status:<9} {node.id} ({_secs(duration)})\n")
+            return
         self.running.pop(node.id, None)
         self.done += 1
         self.counts[outcome.status] = self.counts.get(outcome.status, 0) + 1

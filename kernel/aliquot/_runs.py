@@ -30,7 +30,9 @@ from ._outcome import ErrorInfo
 from ._values import ArtifactRef
 
 if TYPE_CHECKING:
+    from ._graph import Node
     from ._kernel import Kernel
+    from ._outcome import Outcome
     from .abc import Store
 
 RunStatus = Literal["running", "succeeded", "failed", "cancelled", "crashed"]
@@ -216,6 +218,30 @@ class Run:
         }
         self._values: dict[str, Any] = {}
         self._kernel = kernel
+        #: The scheduler's event dispatcher while the run executes (None otherwise).
+        self._events: Any = None
+
+    # ---------------------------------------------------------------- steps
+
+    def observed(self) -> bool:
+        """Whether anything listens to node events of this run right now."""
+        events = self._events
+        return events is not None and (
+            events.active("aliquot_node_started") or events.active("aliquot_node_finished")
+        )
+
+    def notify_step_started(self, node: Node) -> None:
+        """Fire ``aliquot_node_started`` for a *step*: work a plugin runs inside one of
+        the run's nodes (an operator's nested calls). ``node.labels["within"]`` must name
+        that node; progress reporters show steps under it without counting them as
+        nodes. Call from the kernel's trio thread while the run executes."""
+        if self._events is not None:
+            self._events.node_started(run=self, node=node)
+
+    def notify_step_finished(self, node: Node, outcome: Outcome, duration: float) -> None:
+        """Fire ``aliquot_node_finished`` for a step (see :meth:`notify_step_started`)."""
+        if self._events is not None:
+            self._events.node_finished(run=self, node=node, outcome=outcome, duration=duration)
 
     def __getattr__(self, name: str) -> Any:
         """Views plugins register (``run.records``): see ``aliquot_register_run_views``."""

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ._context import Handler, NodeContext
+from ._context import CURRENT_RUN, Handler, NodeContext
 from ._errors import AliquotError
 from ._graph import Node, Ref
 from ._outcome import ErrorInfo, Outcome
@@ -167,6 +167,8 @@ class Scheduler:
             await trio.to_thread.run_sync(self.kernel.store.commit)
         self.events.run_planned(run=run, plan=self.plan)
         self.events.run_started(run=run)
+        run._events = self.events
+        current = CURRENT_RUN.set(run)
         cancelled_by = ""
         committer = _Committer(self.log, self.kernel.store, run)
         if computes:
@@ -196,6 +198,8 @@ class Scheduler:
             )
             raise
         finally:
+            CURRENT_RUN.reset(current)
+            run._events = None
             with trio.CancelScope(shield=True):
                 if committer.is_alive():
                     await trio.to_thread.run_sync(committer.stop)

@@ -313,7 +313,10 @@ def aliquot_node_started(run: Run, node: Node) -> None:
     """A node is about to enter its middleware chain.
 
     Called by the scheduler once per executed node (not for skipped nodes),
-    from the trio thread; keep it cheap, it is on the hot path.
+    from the trio thread; keep it cheap, it is on the hot path. Also called for
+    *steps* -- work a plugin runs inside a node and announces with
+    ``Run.notify_step_started`` (the operators plugin's nested calls) -- whose
+    ``node.labels["within"]`` names the enclosing node.
 
     :param run: the :class:`aliquot.Run`.
     :param node: the :class:`aliquot.Node`.
@@ -327,7 +330,8 @@ def aliquot_node_finished(run: Run, node: Node, outcome: Outcome, duration: floa
     """A node ended (computed, cached, failed or cancelled).
 
     Called by the scheduler once per executed node, after its outcome is
-    recorded on the run; also for nodes cancelled before they started.
+    recorded on the run; also for nodes cancelled before they started, and for
+    steps (``node.labels["within"]`` set; see ``aliquot_node_started``).
 
     :param run: the :class:`aliquot.Run`.
     :param node: the :class:`aliquot.Node`.

@@ -8,7 +8,7 @@ import pytest
 
 import aliquot
 from aliquot import Operator, operator
-from aliquot.testing import make_kernel, run_cli
+from aliquot.testing import HookRecorder, make_kernel, run_cli
 
 
 class Double(Operator):
@@ -238,3 +238,70 @@ def test_an_unfingerprintable_argument_is_not_cached_and_says_why() -> None:
         run = kernel.run(UsesObject(), inputs={"x": 1})
         assert run["output"] == 1
         assert run.graph().call("t")["cache"].startswith("not cached:")
+
+
+@pytest.mark.parametrize("executor", ["inline", "threads:2"])
+def test_every_nested_call_fires_the_node_hooks_as_a_step(executor: str) -> None:
+    recorder = HookRecorder()
+    with make_kernel(recorder=recorder) as kernel:
+        kernel.run(Flow(), inputs={"x": 3}, executor=executor)
+    started = [c.kwargs["node"] for c in recorder.getcalls("node_started")]
+    finished = recorder.getcalls("node_finished")
+    assert [n.id for n in started] == ["Flow", "Flow/double", "Flow/double#2", "Flow/add"]
+    assert [n.labels.get("within") for n in started] == [None, "Flow", "Flow", "Flow"]
+    assert {c.kwargs["node"].id: c.kwargs["outcome"].status for c in finished} == {
+        "Flow": "computed",
+        "Flow/double": "computed",
+        "Flow/double#2": "computed",
+        "Flow/add": "computed",
+    }
+
+
+def test_a_cached_or_failed_step_reports_its_status_to_the_hooks() -> None:
+    class Boom(Operator):
+        def forward(self, x: int) -> int:
+            raise ValueError("no")
+
+    class Both(Operator):
+        def __init__(self) -> None:
+            super().__init__()
+            self.costly = costly
+            self.boom = Boom()
+
+        def forward(self, x: int) -> int:
+            self.costly(x)
+            return self.boom(x)
+
+    recorder = HookRecorder()
+    with make_kernel(recorder=recorder) as kernel:
+        kernel.run(UsesCostly(), inputs={"x": 40})
+        recorder.calls.clear()
+        kernel.run(Both(), inputs={"x": 40})
+    statuses = {
+        c.kwargs["node"].id: c.kwargs["outcome"].status for c in recorder.getcalls("node_finished")
+    }
+    assert statuses == {"Both/costly": "cached", "Both/boom": "failed", "Both": "failed"}
+
+
+def test_the_cli_shows_steps_under_their_node(tmp_path: Path) -> None:
+    (tmp_path / "flow_demo.py").write_text(
+        "from aliquot import Operator\n\n"
+        "class Double(Operator):\n"
+        "    def forward(self, x):\n"
+        "        return 2 * x\n\n"
+        "class Twice(Operator):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.double = Double()\n\n"
+        "    def forward(self, x):\n"
+        "        return self.double(self.double(x))\n\n"
+        "twice = Twice()\n"
+    )
+    result = run_cli(
+        "run", f"{tmp_path / 'flow_demo.py'}:twice", "-i", "x=2", "--store", "memory://"
+    )
+    assert result.exit_code == 0, result.output
+    assert "computed  Twice/double " in result.stderr
+    assert "computed  Twice/double#2 " in result.stderr
+    assert "[1/1] computed  Twice" in result.stderr
+    assert "1 computed" in result.stderr  # steps are not counted as nodes

@@ -33,7 +33,17 @@ from typing import Any
 import attrs
 import orjson
 
-from aliquot import ArtifactRef, Unfingerprintable, code_fingerprint, fingerprint
+from aliquot import (
+    ArtifactRef,
+    Node,
+    Outcome,
+    Output,
+    TaskSpec,
+    Unfingerprintable,
+    code_fingerprint,
+    current_run,
+    fingerprint,
+)
 
 _RECORDER: contextvars.ContextVar[Recorder | None] = contextvars.ContextVar(
     "aliquot_operator_recorder", default=None
@@ -62,8 +72,14 @@ class Traced:
 
 
 class Recorder:
-    def __init__(self, root: Any, kernel: Any) -> None:
+    def __init__(self, root: Any, kernel: Any, node_id: str = "") -> None:
         self.kernel = kernel
+        self.node_id = node_id
+        # In the kernel's process the run is reachable: nested calls are announced to its
+        # observers as steps of the operator node (progress lines, test monitors).
+        run = current_run() if kernel is not None else None
+        self.run = run if run is not None and node_id and run.observed() else None
+        self._specs: dict[type, TaskSpec] = {}
         self.names = {id(op): name for name, op in root.named_operators()}
         self.calls: list[dict[str, Any]] = []
         self._counts: dict[str, int] = {}
@@ -86,6 +102,7 @@ class Recorder:
             "status": "computed",
         }
         self.calls.append(record)
+        step = self._step(op, call_id) if self.run is not None and self._stack else None
         self._stack.append(call_id)
         start = time.perf_counter()
         try:
@@ -109,8 +126,38 @@ class Recorder:
         finally:
             record["duration"] = time.perf_counter() - start
             self._stack.pop()
+            if step is not None:
+                self._announce_end(step, record)
         self._produced[id(result)] = (call_id, result)
         return result
+
+    # ------------------------------------------------------------ step events
+
+    def _step(self, op: Any, call_id: str) -> Node:
+        spec = self._specs.get(type(op))
+        if spec is None:
+            spec = self._specs[type(op)] = TaskSpec(
+                name=f"{type(op).__module__}.{type(op).__qualname__}",
+                kind="operator",
+                fn=type(op),
+                outputs=(Output("output"),),
+            )
+        node = Node(
+            f"{self.node_id}/{call_id}",
+            spec,
+            labels={"within": self.node_id, "call": call_id},
+        )
+        run = self.run
+        assert run is not None
+        self._on_kernel(run.notify_step_started, node)
+        return node
+
+    def _announce_end(self, node: Node, record: Mapping[str, Any]) -> None:
+        status = record["status"]
+        outcome = Outcome(status, reason=record.get("error", "") if status == "failed" else "")
+        run = self.run
+        assert run is not None
+        self._on_kernel(run.notify_step_finished, node, outcome, record["duration"])
 
     def _sources(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -237,11 +284,17 @@ def _is_op(value: Any) -> bool:
     return isinstance(value, Operator) or is_operator_container(value)
 
 
-def drive(op: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any], token: int | None) -> Traced:
+def drive(
+    op: Any,
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    token: int | None,
+    node_id: str = "",
+) -> Traced:
     """Run ``op`` as the root of a recorded call (what an ``operator`` node executes)."""
     ref = _KERNELS.get(token) if token is not None else None
     kernel = ref() if ref is not None else None
-    recorder = Recorder(op, kernel)
+    recorder = Recorder(op, kernel, node_id)
     reset = _RECORDER.set(recorder)
     try:
         value = recorder.call(op, args, kwargs)

@@ -62,7 +62,7 @@ class OperatorTaskType:
         op = call.fn
         return Call(
             drive,
-            (op, call.args, dict(call.kwargs), node.task.extra.get("kernel")),
+            (op, call.args, dict(call.kwargs), node.task.extra.get("kernel"), node.id),
             {},
             node.task.name,
             modules=(type(op).__module__,),
