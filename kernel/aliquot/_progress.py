@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 #: Runs with more nodes than this print periodic summaries instead of a line per node.
 PER_NODE_LINES = 200
+#: Steps (work a plugin runs inside a node) printed per node; the rest are counted.
+STEP_LINES = 20
 
 
 class ProgressReporter:
@@ -36,6 +38,8 @@ class ProgressReporter:
         self.done = 0
         self.counts: dict[str, int] = {}
         self.running: dict[str, float] = {}
+        #: Steps seen per enclosing node.
+        self.steps: dict[str, int] = {}
         self._last = 0.0
         self._line = 0
 
@@ -49,6 +53,7 @@ class ProgressReporter:
         self.done = 0
         self.counts = {}
         self.running = {}
+        self.steps = {}
         counts = plan.counts()
         skipped = f", {counts['skip']} not needed" if counts["skip"] else ""
         if counts["run"] == 0 and counts["load"]:
@@ -72,12 +77,18 @@ class ProgressReporter:
     def aliquot_node_finished(
         self, run: Run, node: Node, outcome: Outcome, duration: float
     ) -> None:
-        if "within" in node.labels:
+        within = node.labels.get("within")
+        if within is not None:
+            shown = self.steps.get(within, 0)
+            self.steps[within] = shown + 1
             if not self.interactive and (
-                self.total <= PER_NODE_LINES or outcome.status == "failed"
+                (self.total <= PER_NODE_LINES and shown < STEP_LINES) or outcome.status == "failed"
             ):
                 self._write(f"        {outcome.status:<9} {node.id} ({_secs(duration)})\n")
             return
+        steps = self.steps.pop(node.id, 0)
+        if steps > STEP_LINES and not self.interactive and self.total <= PER_NODE_LINES:
+            self._write(f"        ... and {steps - STEP_LINES} more step(s)\n")
         self.running.pop(node.id, None)
         self.done += 1
         self.counts[outcome.status] = self.counts.get(outcome.status, 0) + 1

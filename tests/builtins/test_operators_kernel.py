@@ -305,3 +305,25 @@ def test_the_cli_shows_steps_under_their_node(tmp_path: Path) -> None:
     assert "computed  Twice/double#2 " in result.stderr
     assert "[1/1] computed  Twice" in result.stderr
     assert "1 computed" in result.stderr  # steps are not counted as nodes
+
+
+def test_the_cli_prints_at_most_twenty_steps_per_node(tmp_path: Path) -> None:
+    (tmp_path / "many_demo.py").write_text(
+        "from aliquot import Operator\n\n"
+        "class One(Operator):\n"
+        "    def forward(self, x):\n"
+        "        return x\n\n"
+        "class Many(Operator):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.one = One()\n\n"
+        "    def forward(self, n):\n"
+        "        return sum(self.one(i) for i in range(n))\n\n"
+        "many = Many()\n"
+    )
+    result = run_cli(
+        "run", f"{tmp_path / 'many_demo.py'}:many", "-i", "n=50", "--store", "memory://"
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("computed  Many/one") == 20
+    assert "... and 30 more step(s)" in result.stderr
