@@ -230,6 +230,7 @@ class LmdbStore:
         self._pid = os.getpid()
         self._lock = threading.RLock()
         self._commit_lock = threading.Lock()
+        self._commit_serial = threading.Lock()
         self._staged: dict[tuple[bytes, bytes], bytes | None] = {}
         self._committing: dict[tuple[bytes, bytes], bytes | None] = {}
         self._dbs: dict[bytes, Any] = {}
@@ -693,6 +694,13 @@ class LmdbStore:
 
     def commit(self) -> None:
         self._check()
+        # One commit at a time: a commit that finds nothing staged must still wait for a
+        # batch another thread (the run's committer) took and has not written yet, or it
+        # would return before those writes are durable.
+        with self._commit_serial:
+            self._commit_staged()
+
+    def _commit_staged(self) -> None:
         with self._lock:
             if not self._staged:
                 return

@@ -189,8 +189,9 @@ def aliquot_register_commands(register: Callable[..., None]) -> None:
     :returns: nothing.
 
     Implemented by: ``aliquot_builtins.cache`` (``explain``, ``cache``),
-    ``aliquot_builtins.tasks`` (``task-plugins``, ``tasks``) and
-    ``aliquot_builtins.taskgraph`` (``graphs``).
+    ``aliquot_builtins.tasks`` (``task-plugins``, ``tasks``),
+    ``aliquot_builtins.taskgraph`` (``graphs``) and ``aliquot_builtins.operators``
+    (``jobs``).
     """
 
 
@@ -229,7 +230,8 @@ def aliquot_register_run_views(register: Callable[..., None]) -> None:
         ``factory(run) -> object``.
     :returns: nothing.
 
-    Implemented by: ``aliquot_builtins.stages`` (``records``).
+    Implemented by: ``aliquot_builtins.stages`` (``records``) and
+    ``aliquot_builtins.operators`` (``graph``: the call graphs of operator nodes).
     """
 
 
@@ -246,8 +248,9 @@ def aliquot_register_value_roots(register: Callable[..., None]) -> None:
         ``provider(kernel) -> Iterable[str]`` yields value digests to keep.
     :returns: nothing.
 
-    Implemented by: ``aliquot_builtins.cache`` (the values its entries point to)
-    and ``aliquot_builtins.tasks`` (the files of every task-plugin snapshot).
+    Implemented by: ``aliquot_builtins.cache`` (the values its entries point
+    to), ``aliquot_builtins.tasks`` (the files of every task-plugin snapshot)
+    and ``aliquot_builtins.operators`` (the operators, inputs and results of jobs).
     """
 
 

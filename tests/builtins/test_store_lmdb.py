@@ -1142,3 +1142,35 @@ def test_put_value_repairs_a_damaged_copy(store_path: Path) -> None:
         got = store.get_value(digest)
         assert got is not None
         assert bytes(got) == value
+
+
+def test_a_commit_waits_for_a_batch_another_thread_is_writing(tmp_path: Path) -> None:
+    """commit() with nothing staged must not return while another thread's batch is
+    still being written: after it returns, every earlier put is durable."""
+    with _opened(tmp_path / "store") as store:
+        writing = threading.Event()
+        release = threading.Event()
+        real_write = store._write
+
+        def slow_write(work: Any) -> Any:
+            writing.set()
+            assert release.wait(10)
+            return real_write(work)
+
+        store.put("meta", b"k", b"v")
+        store._write = slow_write  # type: ignore[method-assign]
+        first = threading.Thread(target=store.commit)
+        first.start()
+        assert writing.wait(10)  # the batch with b"k" is taken and being written
+        store._write = real_write  # type: ignore[method-assign]
+        returned = threading.Event()
+        second = threading.Thread(target=lambda: (store.commit(), returned.set()))
+        second.start()
+        time.sleep(0.2)
+        assert not returned.is_set(), "commit() returned before the in-flight batch was written"
+        release.set()
+        first.join(10)
+        second.join(10)
+        assert returned.is_set()
+    with _opened(tmp_path / "store") as reopened:
+        assert reopened.get("meta", b"k") == b"v"

@@ -44,3 +44,17 @@ def aliquot_register_task_types(register: Callable[..., None]) -> None:
 @hookimpl(trylast=True)
 def aliquot_register_run_views(register: Callable[..., None]) -> None:
     register("graph", RunGraph)
+
+
+@hookimpl(trylast=True)
+def aliquot_register_commands(register: Callable[..., None]) -> None:
+    from ._jobs_cli import jobs_group
+
+    register(jobs_group)
+
+
+@hookimpl(trylast=True)
+def aliquot_register_value_roots(register: Callable[..., None]) -> None:
+    from ._jobs import job_values
+
+    register("operator_jobs", job_values)

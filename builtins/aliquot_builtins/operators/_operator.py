@@ -138,6 +138,20 @@ class Operator:
             return self.forward(*args, **kwargs)
         return recorder.call(self, args, kwargs)
 
+    def deploy(self, kind: str = "job", inputs: Any = None, kernel: Any = None) -> Any:
+        """Run this operator with ``inputs`` in a background process; returns a :class:`Job`
+        (``id``, ``status()``, ``result(timeout=...)``, ``logs()``, ``cancel()``)."""
+        from ._jobs import deploy
+
+        return deploy(self, kind=kind, inputs=inputs, kernel=kernel)
+
+    @classmethod
+    def from_job(cls, job_id: str | int, kernel: Any = None) -> Any:
+        """Re-attach to a job from any process (``spec/operators.md``, "Jobs")."""
+        from ._jobs import from_job
+
+        return from_job(job_id, kernel=kernel)
+
     def get_dag(self) -> CallGraph:
         """The calls of this operator's latest run under a kernel in this process, with
         the data flow between them (see :meth:`aliquot.Run.graph` for stored runs)."""

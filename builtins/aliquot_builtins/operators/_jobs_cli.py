@@ -1,0 +1,224 @@
+"""``aliquot jobs submit|ls|show|logs|cancel``: background jobs from the command line."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import click
+import orjson
+
+from aliquot.cli import CliState, command_kernel, json_option, store_option
+
+from ._jobs import FINISHED, JobError, deploy, from_job, list_jobs, seconds_of
+
+
+def _echo_json(doc: Any) -> None:
+    click.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
+
+
+def _parse_input(text: str) -> tuple[str, Any]:
+    # The same NAME=VALUE rule as `aliquot run --input` (JSON when it parses, else text).
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key.isidentifier():
+        raise click.BadParameter(f"expected NAME=VALUE, got {text!r}", param_hint="--input")
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        value = raw
+    return key, value
+
+
+def _duration(record: dict[str, Any]) -> str:
+    started = seconds_of(record.get("started"))
+    if started is None:
+        return "-"
+    end = seconds_of(record.get("finished")) or time.time()
+    return f"{end - started:.1f}s"
+
+
+@click.group("jobs")
+def jobs_group() -> None:
+    """Run operators as background jobs: submit, list, inspect, read logs, cancel.
+
+    A job runs in a process of its own against the store, so the command that
+    submitted it may exit; its record and log stay in the store.
+    """
+
+
+@jobs_group.command("submit")
+@click.argument("target")
+@click.option(
+    "--input",
+    "-i",
+    "inputs",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="An input; VALUE is parsed as JSON when it parses, else taken as a string.",
+)
+@store_option
+@json_option
+@click.pass_context
+def jobs_submit(
+    ctx: click.Context, target: str, inputs: tuple[str, ...], store: str | None, as_json: bool
+) -> None:
+    """Run the operator TARGET (`file.py:op`, `module:op`) as a background job."""
+    from aliquot import load_target
+
+    from ._operator import Operator, operator
+
+    values = dict(_parse_input(text) for text in inputs)
+    obj = load_target(target)
+    if not isinstance(obj, Operator):
+        if isinstance(obj, type) or not callable(obj):
+            raise JobError(
+                f"{target} is a {type(obj).__name__}, not an operator: a job runs an Operator "
+                "(or a function, run as @operator)"
+            )
+        obj = operator(obj)
+    state = ctx.find_root().obj
+    plugin_args: list[str] = []
+    if isinstance(state, CliState):
+        plugin_args = [*state.load, *(f"no:{name}" for name in state.block)]
+    kernel = command_kernel(ctx, store, write=True)
+    try:
+        job = deploy(obj, inputs=values, kernel=kernel, plugin_args=plugin_args)
+        record = job.record()
+    finally:
+        kernel.close()
+    if as_json:
+        _echo_json(record)
+        return
+    click.echo(f"job {record['id']} submitted: {record['target']} (pid {record['pid']})")
+    click.echo(f"follow it with `aliquot jobs logs {record['id']} -f`", err=True)
+
+
+@jobs_group.command("ls")
+@click.option("--limit", "-n", type=int, default=50, show_default=True, help="How many jobs.")
+@store_option
+@json_option
+@click.pass_context
+def jobs_ls(ctx: click.Context, limit: int, store: str | None, as_json: bool) -> None:
+    """List jobs, newest first (a job whose process died shows as failed)."""
+    kernel = command_kernel(ctx, store, write=True)
+    try:
+        records = list_jobs(kernel, limit=limit)
+    finally:
+        kernel.close()
+    if as_json:
+        _echo_json(records)
+        return
+    if not records:
+        click.echo("no jobs yet")
+        return
+    rows = [("JOB", "STATUS", "CREATED", "DURATION", "RUN", "TARGET")]
+    for r in records:
+        rows.append(
+            (
+                r["id"],
+                r["status"],
+                (r.get("created") or "")[:19],
+                _duration(r),
+                r.get("run") or "-",
+                r["target"],
+            )
+        )
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+@jobs_group.command("show")
+@click.argument("job_id", metavar="ID")
+@store_option
+@json_option
+@click.pass_context
+def jobs_show(ctx: click.Context, job_id: str, store: str | None, as_json: bool) -> None:
+    """Show a job: status, times, process, run, result or error (with its traceback)."""
+    kernel = command_kernel(ctx, store, write=True)
+    try:
+        record = from_job(job_id, kernel=kernel).record()
+    finally:
+        kernel.close()
+    if as_json:
+        _echo_json(record)
+        return
+    click.echo(f"job       {record['id']}")
+    click.echo(f"status    {record['status']}")
+    click.echo(f"target    {record['target']}")
+    if record.get("inputs_shown"):
+        click.echo(f"inputs    {record['inputs_shown']}")
+    click.echo(f"created   {record['created']}")
+    click.echo(f"started   {record.get('started') or '-'}   duration {_duration(record)}")
+    click.echo(f"finished  {record.get('finished') or '-'}")
+    click.echo(f"process   pid {record.get('pid') or '-'} on {record['hostname']}")
+    click.echo(f"run       {record.get('run') or '-'}")
+    click.echo(f"log       {record['log']}")
+    if record.get("result"):
+        result = record["result"]
+        click.echo(f"result    {result['type']} ({result['size']} B, {result['serializer']})")
+    error = record.get("error")
+    if error:
+        click.echo(f"error     {error['type']}: {error['message']}")
+        if error.get("traceback"):
+            click.echo(f"\n{error['traceback'].rstrip()}")
+
+
+@jobs_group.command("logs")
+@click.argument("job_id", metavar="ID")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing until the job finishes.")
+@store_option
+@click.pass_context
+def jobs_logs(ctx: click.Context, job_id: str, follow: bool, store: str | None) -> None:
+    """Print what the job's process wrote to stdout and stderr."""
+    kernel = command_kernel(ctx, store, write=follow)
+    try:
+        job = from_job(job_id, kernel=kernel)
+        if not follow:
+            click.echo(job.logs(), nl=False)
+            return
+        shown = 0
+        while True:
+            done = job.status() in FINISHED
+            text = job.logs()
+            click.echo(text[shown:], nl=False)
+            shown = len(text)
+            if done:
+                return
+            time.sleep(0.2)
+    finally:
+        kernel.close()
+
+
+@jobs_group.command("cancel")
+@click.argument("job_id", metavar="ID")
+@click.option(
+    "--grace",
+    type=float,
+    default=5.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long to wait after SIGTERM before SIGKILL.",
+)
+@store_option
+@json_option
+@click.pass_context
+def jobs_cancel(
+    ctx: click.Context, job_id: str, grace: float, store: str | None, as_json: bool
+) -> None:
+    """Cancel a job: SIGTERM its process group (SIGKILL after --grace); record it cancelled."""
+    kernel = command_kernel(ctx, store, write=True)
+    try:
+        job = from_job(job_id, kernel=kernel)
+        cancelled = job.cancel(grace=grace)
+        record = job.record()
+    finally:
+        kernel.close()
+    if as_json:
+        _echo_json({"cancelled": cancelled, "job": record})
+        return
+    if cancelled:
+        click.echo(f"job {record['id']} cancelled")
+    else:
+        click.echo(f"job {record['id']} already ended ({record['status']}); nothing to cancel")
