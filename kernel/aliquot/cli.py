@@ -202,7 +202,9 @@ store_option = click.option(
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 
-def _parse_input(text: str) -> tuple[str, Any]:
+def parse_input(text: str) -> tuple[str, Any]:
+    """``NAME=VALUE`` as ``aliquot run --input`` reads it: VALUE as JSON when it parses,
+    else as text (for plugin commands that take inputs the same way)."""
     import orjson
 
     key, sep, raw = text.partition("=")
@@ -286,7 +288,7 @@ def run(
     from ._progress import ProgressReporter
 
     state = _state(ctx)
-    values = dict(_parse_input(text) for text in inputs)
+    values = dict(parse_input(text) for text in inputs)
     options = {k: v for k, v in plugin_options.items() if v not in (None, False, ())}
     if parallel is not None:
         if executor is not None:

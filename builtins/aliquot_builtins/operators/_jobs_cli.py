@@ -8,26 +8,13 @@ from typing import Any
 import click
 import orjson
 
-from aliquot.cli import CliState, command_kernel, json_option, store_option
+from aliquot.cli import CliState, command_kernel, json_option, parse_input, store_option
 
 from ._jobs import FINISHED, JobError, deploy, from_job, list_jobs, seconds_of
 
 
 def _echo_json(doc: Any) -> None:
     click.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
-
-
-def _parse_input(text: str) -> tuple[str, Any]:
-    # The same NAME=VALUE rule as `aliquot run --input` (JSON when it parses, else text).
-    key, sep, raw = text.partition("=")
-    key = key.strip()
-    if not sep or not key.isidentifier():
-        raise click.BadParameter(f"expected NAME=VALUE, got {text!r}", param_hint="--input")
-    try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        value = raw
-    return key, value
 
 
 def _duration(record: dict[str, Any]) -> str:
@@ -68,7 +55,7 @@ def jobs_submit(
 
     from ._operator import Operator, operator
 
-    values = dict(_parse_input(text) for text in inputs)
+    values = dict(parse_input(text) for text in inputs)
     obj = load_target(target)
     if not isinstance(obj, Operator):
         if isinstance(obj, type) or not callable(obj):
