@@ -85,6 +85,7 @@ if TYPE_CHECKING:
     from aliquot._tasks import (
         NOTHING as NOTHING,
         Call as Call,
+        Executed as Executed,
         Output as Output,
         Param as Param,
         TaskOptions as TaskOptions,
@@ -185,6 +186,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "Run": ("aliquot._runs", "Run"),
     "NOTHING": ("aliquot._tasks", "NOTHING"),
     "Call": ("aliquot._tasks", "Call"),
+    "Executed": ("aliquot._tasks", "Executed"),
     "Output": ("aliquot._tasks", "Output"),
     "Param": ("aliquot._tasks", "Param"),
     "TaskOptions": ("aliquot._tasks", "TaskOptions"),

@@ -504,7 +504,7 @@ class Kernel:
                 result = self._plan(graph, targets, executor, options)
                 run_executor = executor or self.default_executor
                 executors, node_executor = self._make_executors(
-                    result, run_executor, executor_options
+                    result, run_executor, executor_options, options
                 )
                 run = Run(
                     new_run_id(),
@@ -537,7 +537,11 @@ class Kernel:
             await scheduler.execute(deadline)
 
     def _make_executors(
-        self, result: Plan, default: str, options: Mapping[str, Any] | None
+        self,
+        result: Plan,
+        default: str,
+        options: Mapping[str, Any] | None,
+        run_options: Mapping[str, Any] | None = None,
     ) -> tuple[dict[str, Executor], dict[str, str]]:
         specs: dict[str, str] = {}
         node_executor: dict[str, str] = {}
@@ -552,6 +556,11 @@ class Kernel:
             name, workers = parse_executor(spec)
             factory = self.executors.get(name)
             extra = dict(options or {}) if spec == default else {}
+            # An executor may take options from the run's options (its plugin's run
+            # options, e.g. `--dask-address`); explicit executor_options win.
+            from_run = getattr(factory, "from_run_options", None)
+            if callable(from_run) and run_options:
+                extra = {**dict(from_run(run_options)), **extra}
             try:
                 executors[spec] = factory(workers=workers, **extra)
             except TypeError as exc:

@@ -32,7 +32,7 @@ from ._errors import AliquotError
 from ._graph import Node, Ref
 from ._outcome import ErrorInfo, Outcome
 from ._runs import NodeRecord, Run, RunWriter
-from ._tasks import Output
+from ._tasks import Executed, Output
 
 if TYPE_CHECKING:
     from ._kernel import Kernel
@@ -572,12 +572,21 @@ async def _terminal(ctx: NodeContext) -> Outcome:
 
 
 def _computed(task_type: TaskType, node: Node, result: Any) -> Outcome:
-    """The outcome of a call that returned: its outputs, and what the task type learned."""
+    """The outcome of a call that returned: its outputs, and what the task type learned
+    (and, when the executor says, where it ran)."""
+    placed: Mapping[str, Any] | None = None
+    if type(result) is Executed:
+        placed, result = result.info, result.value
     values = task_type.unpack(node, result)
     facts = getattr(task_type, "facts", None)
     if facts is None:
-        return Outcome("computed", values)
-    return Outcome("computed", values, info=dict(facts(node, result)))
+        if placed is None:
+            return Outcome("computed", values)
+        return Outcome("computed", values, info={"executor": dict(placed)})
+    info = dict(facts(node, result))
+    if placed is not None:
+        info["executor"] = dict(placed)
+    return Outcome("computed", values, info=info)
 
 
 def _compose(middleware: list[Middleware], terminal: Handler) -> Handler:

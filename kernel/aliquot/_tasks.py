@@ -191,6 +191,17 @@ class Call:
         return self.fn(*self.args, **self.kwargs)
 
 
+@attrs.frozen
+class Executed:
+    """What an executor may return instead of a call's bare value: the value, plus facts
+    about where it ran (``{"worker": "tcp://10.0.0.5:39211"}``). The kernel unwraps it and
+    records ``info`` in the node's record under ``executor``; it must be JSON-serializable.
+    """
+
+    value: Any
+    info: Mapping[str, Any] = attrs.field(factory=dict)
+
+
 def set_task_spec(obj: object, spec: TaskSpec) -> None:
     """Attach ``spec`` to a decorated object (what task-type decorators call)."""
     try:

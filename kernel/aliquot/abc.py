@@ -213,7 +213,9 @@ class Executor(Protocol):
     returns the call's result or raises the call's exception; the kernel turns
     that into the node's outcome. Cancelling ``submit`` must not leave work
     that writes anywhere: executors return values, and only the kernel writes
-    the store.
+    the store. ``submit`` may return :class:`aliquot.Executed` (the value plus
+    where it ran, e.g. a remote worker's address): the kernel records that
+    ``info`` with the node (``info["executor"]``).
     """
 
     name: ClassVar[str]
@@ -238,7 +240,10 @@ class ExecutorFactory(Protocol):
     """What ``aliquot_register_executors`` registers: usually the executor class.
 
     Called as ``factory(workers=N, **options)``; ``workers=None`` means the
-    executor's default (``--executor threads:8`` passes 8).
+    executor's default (``--executor threads:8`` passes 8). A factory may also
+    define ``from_run_options(options) -> Mapping``: executor options taken from
+    the run's options (its plugin's ``aliquot run`` options, e.g.
+    ``--dask-address``); ``executor_options`` given explicitly win.
     """
 
     name: ClassVar[str]

@@ -485,6 +485,9 @@ def show(ctx: click.Context, run_ref: str, graph: bool, store: str | None, as_js
             f"{k}: {v['type']} ({v['size']} B, {v['serializer']})"
             for k, v in node["outputs"].items()
         )
+        placed = (node.get("info") or {}).get("executor") or {}
+        if placed.get("worker"):
+            detail = f"{detail} on {placed['worker']}".strip()
         rows.append((node["id"], node["status"], f"{node['duration']:.4f}s", detail))
     _table(rows)
     for node in doc["nodes"]:

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from aliquot import AliquotError, Call
+from aliquot import AliquotError, Call, Executed
 
 _SHARED: Any = None
 _SHARED_LOCK = threading.Lock()
@@ -99,7 +99,8 @@ def run_map(
                 # calls not started yet must not start at all.
                 await trio.lowlevel.checkpoint_if_cancelled()
                 try:
-                    results[index] = await pool.submit(call)
+                    value = await pool.submit(call)
+                    results[index] = value.value if type(value) is Executed else value
                 except Exception as exc:
                     if return_exceptions:
                         results[index] = exc
