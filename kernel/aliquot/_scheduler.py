@@ -187,15 +187,20 @@ class Scheduler:
                 if stop.cancelled_caught:
                     cancelled_by = self._why_cancelled()
                 outer.cancel_scope.cancel()
-        except BaseException as exc:
-            if _only_cancellation(exc):
+        except BaseException as caught:
+            if _only_cancellation(caught):
                 cancelled_by = "run cancelled"
                 raise
+            # One real error inside trio's exception groups (an executor that could not
+            # start, say) is raised as itself, so its message reaches the user.
+            exc = _sole_error(caught)
             if run.error is None:
                 run.error = ErrorInfo.from_exception(exc)
             cancelled_by = cancelled_by or (
                 "interrupted" if isinstance(exc, KeyboardInterrupt) else "the run crashed"
             )
+            if exc is not caught:
+                raise exc from None
             raise
         finally:
             CURRENT_RUN.reset(current)
@@ -587,6 +592,23 @@ def _computed(task_type: TaskType, node: Node, result: Any) -> Outcome:
     if placed is not None:
         info["executor"] = dict(placed)
     return Outcome("computed", values, info=info)
+
+
+def _sole_error(exc: BaseException) -> BaseException:
+    """The only non-cancellation exception inside (nested) exception groups, else ``exc``."""
+    if not isinstance(exc, BaseExceptionGroup):
+        return exc
+    leaves: list[BaseException] = []
+    stack: list[BaseException] = [exc]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, BaseExceptionGroup):
+            stack.extend(item.exceptions)
+        elif not isinstance(item, trio.Cancelled):
+            leaves.append(item)
+    if len(leaves) == 1 and isinstance(leaves[0], AliquotError):
+        return leaves[0]
+    return exc
 
 
 def _compose(middleware: list[Middleware], terminal: Handler) -> Handler:

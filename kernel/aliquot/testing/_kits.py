@@ -380,6 +380,13 @@ async def kit_async_interval(seconds: float) -> tuple[float, float]:
     return start, time.monotonic()
 
 
+def _value(result: Any) -> Any:
+    """A call's value, whether the executor returned it bare or as :class:`aliquot.Executed`."""
+    from .._tasks import Executed
+
+    return result.value if type(result) is Executed else result
+
+
 def check_executor(
     factory: Callable[[], Any], *, cancel_within: float = 3.0, interrupts_sync_calls: bool = True
 ) -> None:
@@ -407,25 +414,26 @@ def check_executor(
             "capacity must be >= 1"
         )
         async with executor:
-            assert await executor.submit(Call(kit_add, (2,), {"b": 3})) == 5, (
+            assert _value(await executor.submit(Call(kit_add, (2,), {"b": 3}))) == 5, (
                 "submit must return the call's result (args and kwargs passed)"
             )
             try:
-                await executor.submit(Call(kit_fail, ("boom",)))
+                _value(await executor.submit(Call(kit_fail, ("boom",))))
             except ValueError as exc:
                 assert "boom" in str(exc), "the task's exception must keep its message"
             else:
                 raise AssertionError("a failing call must raise its exception from submit")
-            assert await executor.submit(Call(kit_async_add, (1, 2))) == 3, (
+            assert _value(await executor.submit(Call(kit_async_add, (1, 2)))) == 3, (
                 "async def functions must be awaited"
             )
             big = os.urandom(1 << 20)
-            assert await executor.submit(Call(kit_identity, (big,))) == big, "1 MB values must pass"
+            echoed = _value(await executor.submit(Call(kit_identity, (big,))))
+            assert echoed == big, "1 MB values must pass"
 
             results: dict[int, int] = {}
 
             async def one(i: int) -> None:
-                results[i] = await executor.submit(Call(kit_add, (i, 1)))
+                results[i] = _value(await executor.submit(Call(kit_add, (i, 1))))
 
             async with trio.open_nursery() as nursery:
                 for i in range(500):
@@ -435,7 +443,7 @@ def check_executor(
             intervals: list[tuple[float, float]] = []
 
             async def timed() -> None:
-                intervals.append(await executor.submit(Call(kit_interval, (0.05,))))
+                intervals.append(_value(await executor.submit(Call(kit_interval, (0.05,)))))
 
             async with trio.open_nursery() as nursery:
                 for _ in range(min(executor.capacity, 8) + 4):
@@ -448,12 +456,12 @@ def check_executor(
             start = time.monotonic()
             sleeper = kit_interval if interrupts_sync_calls else kit_async_interval
             with trio.move_on_after(0.3):
-                await executor.submit(Call(sleeper, (30.0,)))
+                _value(await executor.submit(Call(sleeper, (30.0,))))
                 raise AssertionError("a 30 s call finished inside a 0.3 s cancel scope")
             assert time.monotonic() - start < cancel_within, (
                 f"a cancelled submit must return within {cancel_within}s"
             )
-            assert await executor.submit(Call(kit_add, (1, 1))) == 2, (
+            assert _value(await executor.submit(Call(kit_add, (1, 1)))) == 2, (
                 "the executor must keep working after a cancelled call"
             )
         closed_at = time.monotonic()

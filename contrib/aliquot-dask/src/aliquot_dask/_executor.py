@@ -29,8 +29,11 @@ so ``aliquot show RUN`` says where each node ran.
 
 from __future__ import annotations
 
+import inspect
 import os
+import sys
 import threading
+import uuid
 from collections import deque
 from collections.abc import Mapping
 from types import TracebackType
@@ -59,11 +62,28 @@ class _Runner:
 
     def __init__(self, fn: Any) -> None:
         self.fn = fn
+        self.__name__ = getattr(fn, "__name__", None) or type(fn).__name__
+
+    def __reduce__(self) -> Any:
+        # Dask pickles a runner with plain pickle (it is importable), which would send the
+        # function by reference; cloudpickle sends a script's functions by value instead.
+        import cloudpickle  # type: ignore[import-untyped,unused-ignore]
+
+        return (_runner_from, (cloudpickle.dumps(self.fn),))
 
     def __call__(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> tuple[Any, str]:
         from distributed import get_worker
 
         value = self.fn(*args, **kwargs)
+        if inspect.iscoroutine(value):  # an async def task: run it to completion here
+            import trio
+
+            coroutine = value
+
+            async def wait() -> Any:
+                return await coroutine
+
+            value = trio.run(wait)
         try:
             where = get_worker().address
         except ValueError:
@@ -76,6 +96,52 @@ def _size(value: Any) -> int:
         return len(value) if not isinstance(value, memoryview) else value.nbytes
     nbytes = getattr(value, "nbytes", None)
     return nbytes if isinstance(nbytes, int) else 0
+
+
+def _runner_from(data: bytes) -> _Runner:
+    import cloudpickle  # type: ignore[import-untyped,unused-ignore]
+
+    return _Runner(cloudpickle.loads(data))
+
+
+def _unsendable(call: Call, exc: BaseException) -> DaskExecutorError:
+    """Why a call could not be sent to the workers, naming the task and the culprit."""
+    import cloudpickle  # type: ignore[import-untyped,unused-ignore]
+
+    why = f"{type(exc).__name__}: {exc}"
+    for part in (call.fn, *call.args, *call.kwargs.values()):
+        try:
+            cloudpickle.dumps(part)
+        except Exception as inner:
+            why = f"{type(inner).__name__}: {inner}"
+            break
+    return DaskExecutorError(
+        f"dask: cannot send the call of task {call.task or call.fn!r} to the workers: {why}"
+    )
+
+
+def _by_value(call: Call) -> None:
+    """Send the code of the user's own scripts with the call (cloudpickle by value): the
+    workers of an existing cluster cannot import a script loaded from a file path."""
+    import cloudpickle  # type: ignore[import-untyped,unused-ignore]
+
+    names = {getattr(call.fn, "__module__", None), *call.modules}
+    for name in names:
+        module = sys.modules.get(name or "")
+        if module is None or name in _REGISTERED or "." in (name or ""):
+            continue
+        path = getattr(module, "__file__", None) or ""
+        if not path or "site-packages" in path or path.startswith(_STDLIB):
+            continue
+        try:
+            cloudpickle.register_pickle_by_value(module)
+        except ValueError:
+            continue
+        _REGISTERED.add(name or "")
+
+
+_REGISTERED: set[str] = set()
+_STDLIB = os.path.dirname(os.__file__)
 
 
 class _Pending:
@@ -177,7 +243,10 @@ class DaskExecutor:
                     threads_per_worker=self.threads_per_worker,
                     processes=True,
                     host="127.0.0.1",
-                    dashboard_address=None,
+                    # The scheduler's HTTP server (health, metrics) on a free loopback port,
+                    # never on Dask's fixed 8787 (taken by any other cluster on the machine).
+                    dashboard_address="127.0.0.1:0",
+                    scheduler_kwargs={"dashboard": False},  # and no dashboard pages on it
                     silence_logs=40,  # logging.ERROR: worker chatter stays out of the run
                     **self.cluster_options,
                 )
@@ -187,10 +256,7 @@ class DaskExecutor:
             if self.security is not None:
                 options["security"] = self.security
             self.client = Client(self.address, set_as_default=False, **options)
-        # Results arrive with their futures (no second round trip per call to fetch them).
-        self._completed = as_completed(
-            [], loop=self.client.loop, with_results=True, raise_errors=False
-        )
+        self._completed = as_completed([], loop=self.client.loop, with_results=False)
         self._waiter = threading.Thread(target=self._wait, name="aliquot-dask-waiter", daemon=True)
         self._waiter.start()
 
@@ -253,7 +319,32 @@ class DaskExecutor:
                 return
         future = pending.future
         if future is not None and not future.done():
-            await trio.to_thread.run_sync(future.cancel)
+            await trio.to_thread.run_sync(self._stop, future)
+
+    def _stop(self, future: Any) -> None:
+        """Cancel a call's future. Dask cannot interrupt a worker thread already running it,
+        so on a cluster this executor started, that worker is restarted (as the processes
+        executor kills its worker): the thread must not stay busy with abandoned work."""
+        holder = None
+        if self.cluster is not None:
+            try:
+                processing = self.client.processing()
+                holder = next((w for w, keys in processing.items() if future.key in keys), None)
+            except Exception:
+                holder = None
+        future.cancel()
+        if holder is not None:
+            # In the background: the cancelled submit returns at once; calls the scheduler
+            # places on that worker meanwhile are rescheduled when it restarts.
+            client = self.client
+
+            def restart() -> None:
+                try:
+                    client.restart_workers([holder], timeout=30)
+                except Exception:
+                    pass  # the worker may be gone already; the scheduler routes around it
+
+            threading.Thread(target=restart, name="aliquot-dask-restart", daemon=True).start()
 
     def _feed(self) -> None:
         """The feeder thread: send whatever is queued to the cluster, in batches."""
@@ -271,13 +362,17 @@ class DaskExecutor:
         for pending in batch:
             groups.setdefault(id(pending.call.fn), []).append(pending)
         for group in groups.values():
+            runner = _Runner(group[0].call.fn)
+            _by_value(group[0].call)
             try:
                 args = [tuple(self._shared(a) for a in p.call.args) for p in group]
                 kwargs = [{k: self._shared(v) for k, v in p.call.kwargs.items()} for p in group]
-                futures = self.client.map(_Runner(group[0].call.fn), args, kwargs, pure=False)
-            except Exception as exc:  # unpicklable call, cluster gone...
+                # Task keys start with the function's name (Dask groups tasks by prefix).
+                keys = [f"{runner.__name__}-{uuid.uuid4().hex}" for _ in group]
+                futures = self.client.map(runner, args, kwargs, key=keys, pure=False)
+            except Exception as exc:  # an unpicklable call, the cluster gone...
                 for pending in group:
-                    pending.error = exc
+                    pending.error = _unsendable(pending.call, exc)
                     trio.from_thread.run_sync(pending.done.set, trio_token=self._token)
                 continue
             for pending, future in zip(group, futures, strict=True):
@@ -305,25 +400,47 @@ class DaskExecutor:
                 # Nothing in flight: look again shortly (futures arrive with update()).
                 threading.Event().wait(0.005)
                 continue
-            for future, result in batch:
+            results = self._results(batch)
+            for future in batch:
                 pending = self._inflight.pop(future.key, None)
                 if pending is None:
                     continue
+                outcome = results.get(future.key)
+                if future.cancelled():
+                    pending.error = DaskExecutorError(
+                        f"dask cancelled the call of {pending.call.task or 'a task'}"
+                    )
+                elif isinstance(outcome, _Failed):
+                    pending.error = outcome.error
+                else:
+                    pending.value = outcome
                 try:
-                    if future.cancelled():
-                        pending.error = DaskExecutorError(
-                            f"dask cancelled the call of {pending.call.task or 'a task'}"
-                        )
-                    elif future.status == "error":
-                        pending.error = (
-                            result if isinstance(result, BaseException) else future.exception()
-                        )
-                    else:
-                        pending.value = result
-                except BaseException as exc:
-                    pending.error = exc
-                finally:
-                    try:
-                        trio.from_thread.run_sync(pending.done.set, trio_token=self._token)
-                    except trio.RunFinishedError:
-                        return
+                    trio.from_thread.run_sync(pending.done.set, trio_token=self._token)
+                except trio.RunFinishedError:
+                    return
+
+    def _results(self, batch: list[Any]) -> dict[str, Any]:
+        """The results of finished futures: one gather for the batch; when that fails (an
+        error, a value that cannot come back), each future on its own."""
+        ok = [f for f in batch if f.status == "finished"]
+        try:
+            values = self.client.gather(ok) if ok else []
+            out: dict[str, Any] = {f.key: v for f, v in zip(ok, values, strict=True)}
+        except BaseException:
+            out = {}
+            ok = []
+        for future in batch:
+            if future.key in out or future.cancelled():
+                continue
+            try:
+                out[future.key] = future.result()
+            except BaseException as exc:
+                out[future.key] = _Failed(exc)
+        return out
+
+
+class _Failed:
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
