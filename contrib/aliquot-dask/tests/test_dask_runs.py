@@ -32,12 +32,6 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "experiment.py"
 
-# Dask's local cluster serves HTTP on port 8787 when it is free; when another cluster on
-# the machine holds it, the scheduler warns ("Port 8787 is already in use") and takes
-# another port. Tests whose executor starts its own cluster ignore that one warning; the
-# bug is pinned by test_dask_executor.py::test_a_second_cluster_on_the_machine_does_not_warn.
-busy_dashboard_port = pytest.mark.filterwarnings("ignore:Port 8787 is already in use:UserWarning")
-
 
 @pytest.fixture(scope="module")
 def experiment(scripts: Path, cluster: Any) -> Any:
@@ -177,7 +171,6 @@ def survivor() -> int:
     return 7
 
 
-@busy_dashboard_port
 def test_with_no_failures_allowed_a_killed_worker_fails_only_its_node(
     dask_kernel: Callable[..., aliquot.Kernel],
 ) -> None:
@@ -420,7 +413,6 @@ class Triple(Operator):
         return 3 * x, get_worker().address
 
 
-@busy_dashboard_port
 def test_operator_map_runs_on_dask(dask_kernel: Callable[..., aliquot.Kernel]) -> None:
     results = Triple().map(range(6), executor="dask:2", kernel=dask_kernel())
     assert [value for value, _ in results] == [0, 3, 6, 9, 12, 15]
