@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import time
-import traceback
 import weakref
 from collections.abc import Mapping
 from typing import Any
@@ -57,10 +56,6 @@ def kernel_token(kernel: Any) -> int:
     token = id(kernel)
     _KERNELS[token] = weakref.ref(kernel)
     return token
-
-
-def current() -> Recorder | None:
-    return _RECORDER.get()
 
 
 @attrs.frozen
@@ -309,7 +304,3 @@ def drive(
 def _trace_note(recorder: Recorder) -> str:
     failed = [c["id"] for c in recorder.calls if c["status"] == "failed"]
     return f"operator calls that failed (innermost last): {', '.join(failed) or '-'}"
-
-
-def format_exception(exc: BaseException) -> str:
-    return "".join(traceback.format_exception_only(type(exc), exc)).strip()

@@ -18,7 +18,7 @@ from __future__ import annotations
 import inspect
 import keyword
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeVar, overload
 
 import attrs
@@ -516,21 +516,3 @@ def register(
             )
         return decorate(fn)
     return decorate
-
-
-def registered_tasks(module: Any) -> list[TaskSpec]:
-    """Registered tasks defined in ``module`` (in definition order)."""
-    from aliquot import task_spec_of
-
-    out = []
-    for value in vars(module).values():
-        spec = task_spec_of(value)
-        if spec is not None and spec.kind == KIND and value.__module__ == module.__name__:
-            out.append(spec)
-    return out
-
-
-def check_names(names: Sequence[str], owner: str) -> None:
-    for n in names:
-        if not n.isidentifier() or keyword.iskeyword(n):
-            raise TaskDefinitionError(f"{owner}: {n!r} is not a valid identifier")
