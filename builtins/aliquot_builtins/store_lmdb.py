@@ -829,8 +829,14 @@ class LmdbStore:
             return False
         return True
 
-    def gc(self, live_values: set[str] | None = None) -> dict[str, Any]:
+    def gc(
+        self, live_values: set[str] | None = None, *, candidates: set[str] | None = None
+    ) -> dict[str, Any]:
         """Remove debris; with ``live_values``, also values not in it.
+
+        With ``candidates``, remove only those values (minus ``live_values``)
+        and nothing else -- a plugin freeing what it alone referenced (a
+        removed component's blobs) -- under the same exclusivity rule.
 
         Always: temp files of dead processes and quarantined entries. Orphan
         blobs (written but never indexed) and unreferenced values only when
@@ -851,6 +857,8 @@ class LmdbStore:
             "bytes_freed": 0,
             "skipped": [],
         }
+        if candidates is not None:
+            return self._remove_candidates(candidates, live_values or set(), report)
         with self._shared.values.exclusive():
             self.commit()
             for entry in (self.root / "tmp").iterdir():
@@ -883,6 +891,48 @@ class LmdbStore:
                 assert self._lockfile is not None
                 fcntl.flock(self._lockfile, fcntl.LOCK_SH)
         return report
+
+    def _remove_candidates(
+        self, candidates: set[str], live: set[str], report: dict[str, Any]
+    ) -> dict[str, Any]:
+        with self._shared.values.exclusive():
+            self.commit()
+            if self._shared.handles > 1:
+                report["skipped"].append(
+                    "values: another handle in this process has the store open"
+                )
+                return report
+            if not self._try_exclusive():
+                report["skipped"].append("values: another process has the store open")
+                return report
+            try:
+                self._drop_values(sorted(candidates - live), report)
+            finally:
+                assert self._lockfile is not None
+                fcntl.flock(self._lockfile, fcntl.LOCK_SH)
+        return report
+
+    def _drop_values(self, digests: list[str], report: dict[str, Any]) -> None:
+        values_db = self._db(VALUES)
+        kinds: dict[str, bytes] = {}
+
+        def work(txn: Any) -> None:
+            for digest in digests:
+                raw = txn.get(bytes.fromhex(digest), db=values_db)
+                if raw is None:
+                    continue
+                kinds[digest] = bytes(raw)[3:4]
+                report["bytes_freed"] += len(raw)
+                txn.delete(bytes.fromhex(digest), db=values_db)
+
+        self._write(work)
+        for digest, kind in kinds.items():
+            if kind == b"x":
+                path = self._blob_path(digest)
+                with contextlib.suppress(FileNotFoundError):
+                    report["bytes_freed"] += path.stat().st_size
+                    path.unlink()
+        report["values_removed"] = report.get("values_removed", 0) + len(kinds)
 
     def _collect(self, live_values: set[str] | None, report: dict[str, Any]) -> None:
         values_db = self._db(VALUES)

@@ -152,9 +152,19 @@ class MemoryStore:
             "quarantined": len(self._quarantine),
         }
 
-    def gc(self, live_values: set[str] | None = None) -> dict[str, Any]:
+    def gc(
+        self, live_values: set[str] | None = None, *, candidates: set[str] | None = None
+    ) -> dict[str, Any]:
         removed = 0
         freed = 0
+        if candidates is not None:
+            with self._lock:
+                for digest in candidates - (live_values or set()):
+                    data = self._values.pop(digest, None)
+                    if data is not None:
+                        freed += len(data)
+                        removed += 1
+            return {"values_removed": removed, "bytes_freed": freed, "skipped": []}
         with self._lock:
             quarantined = len(self._quarantine)
             self._quarantine.clear()

@@ -112,6 +112,9 @@ if TYPE_CHECKING:
         ArtifactTask as ArtifactTask,
         ArtifactTaskInterface as ArtifactTaskInterface,
     )
+    from aliquot_builtins.components import (
+        Component as Component,
+    )
     from aliquot_builtins.function import (
         task as task,
     )
@@ -134,6 +137,10 @@ if TYPE_CHECKING:
         RecordingError as RecordingError,
         SkippedOutput as SkippedOutput,
         stage as stage,
+    )
+    from aliquot_builtins.triggers import (
+        JobsFailed as JobsFailed,
+        trigger as trigger,
     )
 
 # name -> (module, attribute). Kernel names first, then builtin re-exports.
@@ -212,6 +219,9 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "Operator": ("aliquot_builtins.operators", "Operator"),
     "operator": ("aliquot_builtins.operators", "operator"),
     "MapError": ("aliquot_builtins.operators", "MapError"),
+    "Component": ("aliquot_builtins.components", "Component"),
+    "trigger": ("aliquot_builtins.triggers", "trigger"),
+    "JobsFailed": ("aliquot_builtins.triggers", "JobsFailed"),
     "aggregate": ("aliquot_builtins.aggregate", "aggregate"),
     **{
         name: ("aliquot_builtins.stages", name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import inspect
 import os
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 from ._errors import (
     AliquotError,
     PluginNotActiveError,
+    RegistrationError,
     RunInterrupted,
     TargetLoadError,
     UnknownNameError,
@@ -85,6 +87,15 @@ class Kernel:
         self.value_roots = registries.value_roots
         self.run_options = registries.run_options
         self.run_views = registries.run_views
+        self.kernel_methods = registries.kernel_methods
+        self.job_sources = registries.job_sources
+        for name in self.kernel_methods.names():
+            if name.startswith("_") or hasattr(type(self), name) or name in self.__dict__:
+                entry = self.kernel_methods.entry(name)
+                raise RegistrationError(
+                    f"plugin {entry.plugin!r} registered kernel method {name!r}, which the "
+                    "kernel defines itself (or is private)"
+                )
         self.executors.get(parse_executor(executor)[0])  # a bad default fails here, not at run
 
         scheme = store_scheme(location)
@@ -588,6 +599,26 @@ class Kernel:
         return Run.from_json(
             header, self.runlog.node_records(run_id), kernel=self, meta=self.runlog.meta(run_id)
         )
+
+    def jobs(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Job records of every job source (``aliquot_register_job_sources``), newest first."""
+        found: list[dict[str, Any]] = []
+        for _name, source in self.job_sources.items():
+            found.extend(source(self, limit))
+        found.sort(key=lambda r: str(r.get("created") or ""), reverse=True)
+        return found if limit is None else found[:limit]
+
+    def __getattr__(self, name: str) -> Any:
+        """Methods plugins register (``kernel.apply``): see ``aliquot_register_kernel_methods``."""
+        methods = self.__dict__.get("kernel_methods")
+        if name.startswith("_") or methods is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        if name not in methods:
+            known = ", ".join(methods.names()) or "none"
+            raise AttributeError(
+                f"a kernel has no attribute {name!r} (methods plugins provide: {known})"
+            )
+        return functools.partial(methods.get(name), self)
 
     def live_values(self) -> set[str]:
         """Digests of every value something still refers to (for ``store gc --values``)."""

@@ -39,6 +39,8 @@ KINDS: Final = {
     "commands": ("aliquot_register_commands", "command", ("name",)),
     "run_options": ("aliquot_register_run_options", "run option", ("name", "opts")),
 }
+#: Kinds registered as ``register(name, callable)``.
+NAMED_KINDS: Final = ("value_roots", "run_views", "kernel_methods", "job_sources")
 #: Commands the CLI defines itself; a plugin may not register these names.
 CORE_COMMANDS: Final = frozenset({"run", "runs", "show", "get", "plugins", "store"})
 
@@ -58,6 +60,10 @@ class Registries:
         self.value_roots: Registry[Callable[[Kernel], Iterable[str]]] = Registry(
             "value root", hint=hint
         )
+        self.kernel_methods: Registry[Callable[..., Any]] = Registry("kernel method", hint=hint)
+        self.job_sources: Registry[Callable[[Kernel, int | None], list[dict[str, Any]]]] = Registry(
+            "job source", hint=hint
+        )
 
     def fill(self, manager: PluginManager) -> None:
         """Call every registration hook; failures become load errors of their plugins."""
@@ -66,6 +72,10 @@ class Registries:
             manager.call_registration(hook, _registrar(registry, kind, label, needs))
         manager.call_registration("aliquot_register_value_roots", self._named(self.value_roots))
         manager.call_registration("aliquot_register_run_views", self._named(self.run_views))
+        manager.call_registration(
+            "aliquot_register_kernel_methods", self._named(self.kernel_methods)
+        )
+        manager.call_registration("aliquot_register_job_sources", self._named(self.job_sources))
         self._note_replacements(manager)
 
     @staticmethod
@@ -92,7 +102,7 @@ class Registries:
 
     def _note_replacements(self, manager: PluginManager) -> None:
         """Record every ``replace=True`` override on the replacing plugin's info."""
-        for kind in (*KINDS, "value_roots", "run_views"):
+        for kind in (*KINDS, *NAMED_KINDS):
             registry: Registry[Any] = getattr(self, kind)
             for entry in registry.entries():
                 info = manager.infos.get(entry.plugin)

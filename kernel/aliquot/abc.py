@@ -138,9 +138,13 @@ class Store(Protocol):
         """Check structure and every checksum; returns ``{"ok": bool, "problems": [...]...}``."""
         ...
 
-    def gc(self, live_values: set[str] | None = None) -> dict[str, Any]:
+    def gc(
+        self, live_values: set[str] | None = None, *, candidates: set[str] | None = None
+    ) -> dict[str, Any]:
         """Remove debris (orphan temp and blob files, quarantined entries), and values
-        not in ``live_values`` when it is given. Returns what was removed."""
+        not in ``live_values`` when it is given. With ``candidates``, remove only
+        those values (those in ``live_values`` excepted) and nothing else. Returns
+        what was removed, and under ``skipped`` what it had to leave."""
         ...
 
     def stats(self) -> dict[str, Any]:

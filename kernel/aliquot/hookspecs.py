@@ -57,6 +57,8 @@ __all__ = [
     "aliquot_node_started",
     "aliquot_register_commands",
     "aliquot_register_executors",
+    "aliquot_register_job_sources",
+    "aliquot_register_kernel_methods",
     "aliquot_register_middleware",
     "aliquot_register_run_options",
     "aliquot_register_run_views",
@@ -251,6 +253,45 @@ def aliquot_register_value_roots(register: Callable[..., None]) -> None:
     Implemented by: ``aliquot_builtins.cache`` (the values its entries point
     to), ``aliquot_builtins.tasks`` (the files of every task-plugin snapshot)
     and ``aliquot_builtins.operators`` (the operators, inputs and results of jobs).
+    """
+
+
+@hookspec
+def aliquot_register_kernel_methods(register: Callable[..., None]) -> None:
+    """Register methods of the kernel: ``kernel.NAME(...)`` for names it does not define.
+
+    Called once by the kernel while it is built. ``kernel.NAME(*args, **kw)``
+    calls ``method(kernel, *args, **kw)``, so a plugin adds verbs to the kernel
+    (``kernel.apply(component)``) without the kernel knowing what they mean.
+    A name the :class:`aliquot.Kernel` defines itself (``run``, ``close``...)
+    cannot be registered.
+
+    :param register: ``register(name, method, *, replace=False)``;
+        ``method(kernel, *args, **kwargs) -> object``.
+    :returns: nothing.
+
+    Implemented by: ``aliquot_builtins.components`` (``apply``, ``load``,
+    ``remove``, ``show``) and ``aliquot_builtins.triggers`` (``trigger``).
+    """
+
+
+@hookspec
+def aliquot_register_job_sources(register: Callable[..., None]) -> None:
+    """Register sources of *job records*, listed together by ``aliquot jobs ls|show``.
+
+    Called once by the kernel while it is built. A job is work a plugin runs
+    and records in the store (an operator job, a component's trigger). Each
+    source lists its records as dicts with at least ``id`` (unique across
+    sources: prefix it with the source name when ids could collide),
+    ``kind``, ``status``, ``created``, ``started``, ``finished`` and
+    ``target``, newest first.
+
+    :param register: ``register(name, source, *, replace=False)``;
+        ``source(kernel, limit) -> list[dict]``.
+    :returns: nothing.
+
+    Implemented by: ``aliquot_builtins.operators`` (operator jobs) and
+    ``aliquot_builtins.triggers`` (trigger jobs of components).
     """
 
 

@@ -58,3 +58,10 @@ def aliquot_register_value_roots(register: Callable[..., None]) -> None:
     from ._jobs import job_values
 
     register("operator_jobs", job_values)
+
+
+@hookimpl(trylast=True)
+def aliquot_register_job_sources(register: Callable[..., None]) -> None:
+    from ._jobs import job_source
+
+    register("operator", job_source)

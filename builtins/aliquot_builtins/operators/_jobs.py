@@ -159,7 +159,8 @@ def _number(job_id: object) -> int:
     text = str(job_id).strip()
     if not text.isdigit() or int(text) <= 0:
         raise JobNotFoundError(
-            f"{job_id!r} is not a job id: job ids are numbers (see `aliquot jobs ls`)"
+            f"{job_id!r} is not an operator job id: operator jobs have numbers, component "
+            "trigger jobs t<number> (see `aliquot jobs ls`)"
         )
     return int(text)
 
@@ -287,6 +288,15 @@ def list_jobs(kernel: Kernel, limit: int | None = None) -> list[dict[str, Any]]:
         if limit is not None and len(numbers) >= limit:
             break
     return [_fresh(kernel, n) for n in numbers]
+
+
+def job_source(kernel: Kernel, limit: int | None) -> list[dict[str, Any]]:
+    """Job source ``operator``: the records of :func:`list_jobs` (none for a memory:// store)."""
+    try:
+        records = list_jobs(kernel, limit=limit)
+    except JobError:
+        return []
+    return [{**record, "kind": "operator"} for record in records]
 
 
 def job_values(kernel: Kernel) -> Iterator[str]:

@@ -10,7 +10,7 @@ import orjson
 
 from aliquot.cli import CliState, command_kernel, json_option, parse_input, store_option
 
-from ._jobs import FINISHED, JobError, deploy, from_job, list_jobs, seconds_of
+from ._jobs import FINISHED, JobError, deploy, from_job, seconds_of
 
 
 def _echo_json(doc: Any) -> None:
@@ -87,10 +87,13 @@ def jobs_submit(
 @json_option
 @click.pass_context
 def jobs_ls(ctx: click.Context, limit: int, store: str | None, as_json: bool) -> None:
-    """List jobs, newest first (a job whose process died shows as failed)."""
+    """List jobs of every kind (operator jobs, component triggers), newest first.
+
+    An operator job whose process died shows as failed.
+    """
     kernel = command_kernel(ctx, store, write=True)
     try:
-        records = list_jobs(kernel, limit=limit)
+        records = kernel.jobs(limit=limit)
     finally:
         kernel.close()
     if as_json:
@@ -99,11 +102,12 @@ def jobs_ls(ctx: click.Context, limit: int, store: str | None, as_json: bool) ->
     if not records:
         click.echo("no jobs yet")
         return
-    rows = [("JOB", "STATUS", "CREATED", "DURATION", "RUN", "TARGET")]
+    rows = [("JOB", "KIND", "STATUS", "CREATED", "DURATION", "RUN", "TARGET")]
     for r in records:
         rows.append(
             (
                 r["id"],
+                r.get("kind") or "-",
                 r["status"],
                 (r.get("created") or "")[:19],
                 _duration(r),
@@ -116,15 +120,62 @@ def jobs_ls(ctx: click.Context, limit: int, store: str | None, as_json: bool) ->
         click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
+def _other_job(kernel: Any, job_id: str) -> dict[str, Any] | None:
+    """A job record of another source (a trigger job), or None."""
+    for _name, source in kernel.job_sources.items():
+        finder = getattr(source, "find", None)
+        if callable(finder):
+            record = finder(kernel, job_id)
+            if record is not None:
+                found: dict[str, Any] = record
+                return found
+    return None
+
+
+def _show_other(record: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        _echo_json(record)
+        return
+    click.echo(f"job       {record['id']}")
+    click.echo(f"kind      {record.get('kind', '-')}")
+    click.echo(f"status    {record['status']}")
+    click.echo(f"target    {record['target']}")
+    for key in ("component", "event", "version"):
+        if record.get(key) is not None:
+            click.echo(f"{key:<9} {record[key]}")
+    if record.get("depends_on"):
+        click.echo(f"after     {', '.join(record['depends_on'])}")
+    click.echo(f"created   {record['created']}")
+    click.echo(f"started   {record.get('started') or '-'}   duration {_duration(record)}")
+    click.echo(f"finished  {record.get('finished') or '-'}")
+    click.echo(f"run       {record.get('run') or '-'}")
+    if record.get("reason"):
+        click.echo(f"reason    {record['reason']}")
+    if record.get("result"):
+        click.echo(f"result    {record['result']}")
+    error = record.get("error")
+    if error:
+        click.echo(f"error     {error['type']}: {error['message']}")
+        if error.get("traceback"):
+            click.echo(f"\n{error['traceback'].rstrip()}")
+
+
 @jobs_group.command("show")
 @click.argument("job_id", metavar="ID")
 @store_option
 @json_option
 @click.pass_context
 def jobs_show(ctx: click.Context, job_id: str, store: str | None, as_json: bool) -> None:
-    """Show a job: status, times, process, run, result or error (with its traceback)."""
+    """Show a job: status, times, process, run, result or error (with its traceback).
+
+    Operator jobs have numeric ids; trigger jobs of components are `t<number>`.
+    """
     kernel = command_kernel(ctx, store, write=True)
     try:
+        other = None if job_id.strip().isdigit() else _other_job(kernel, job_id)
+        if other is not None:
+            _show_other(other, as_json)
+            return
         record = from_job(job_id, kernel=kernel).record()
     finally:
         kernel.close()
