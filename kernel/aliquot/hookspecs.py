@@ -287,7 +287,8 @@ def aliquot_register_job_sources(register: Callable[..., None]) -> None:
     ``target``, newest first.
 
     :param register: ``register(name, source, *, replace=False)``;
-        ``source(kernel, limit) -> list[dict]``.
+        ``source(kernel, limit) -> list[dict]``. A source may also have an
+        attribute ``find(kernel, job_id) -> dict | None`` for ``jobs show``.
     :returns: nothing.
 
     Implemented by: ``aliquot_builtins.operators`` (operator jobs) and

@@ -146,3 +146,33 @@ def test_task_plugin_walkthrough_runs_as_printed(tmp_path: Path) -> None:
     assert results[1].stdout.startswith("ok")
     assert "HELLO, ADA!" in results[2].stdout
     assert results[3].stdout.strip() == "'HELLO, ADA!'"
+
+
+def test_components_walkthrough_runs_as_printed(tmp_path: Path) -> None:
+    """The five commands of "Components and triggers", in order, on a fresh store."""
+    block = README.split("## Components and triggers", 1)[1].split("```", 2)[1]
+    commands = [line.split("#")[0].split() for line in block.strip().splitlines()]
+    assert [c[:2] for c in commands] == [
+        ["aliquot", "apply"],
+        ["aliquot", "apply"],
+        ["aliquot", "components"],
+        ["aliquot", "jobs"],
+        ["aliquot", "components"],
+    ]
+    results = []
+    for command in commands:
+        args = [str(ROOT / a) if a.startswith("examples/") else a for a in command[1:]]
+        result = _aliquot(*args, cwd=tmp_path)
+        assert result.returncode == 0, (command, result.stdout, result.stderr)
+        results.append(result)
+    first = results[0].stdout.splitlines()
+    assert first[0] == "[client] registered n1"
+    assert first[1].startswith("[client] initializing Notifier:n1:")
+    assert first[2] == "[report] a=1 b=x c={'k': 1}"
+    assert first[3] == "new       Notifier:n1 v0"
+    assert "succeeded Notifier:n1.start" in first[4] and "succeeded Notifier:n1.go" in first[5]
+    assert results[1].stdout == "same      Notifier:n1 v0\n"
+    assert "Notifier:n1  v0" in results[2].stdout
+    jobs = results[3].stdout.splitlines()
+    assert len(jobs) == 3 and all(" trigger " in line for line in jobs[1:])
+    assert results[4].stdout.startswith("[client] tore down n1\nremoved Notifier:n1 (v0)")

@@ -461,6 +461,10 @@ def apply(
     if not isinstance(component, Component):
         raise ComponentError(f"kernel.apply takes a Component, not {type(component).__name__}")
     _writable(kernel, "apply")
+    if jobs:
+        from ..triggers import require_sync
+
+        require_sync("apply")
     tree, blobs = encode_tree(component, kernel)
     if (
         jobs

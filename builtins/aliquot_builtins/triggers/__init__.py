@@ -28,6 +28,7 @@ from ._jobs import (
     Unit,
     find_trigger_job,
     list_trigger_jobs,
+    require_sync,
     run_batch,
     select,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "Unit",
     "collect_triggers",
     "fire",
+    "require_sync",
     "run_batch",
     "select",
     "trigger",

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import inspect
+import os
+import socket
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
@@ -76,6 +78,38 @@ class Unit:
     def node_id(self, method: str) -> str:
         """The kernel node of one of its jobs: ``Type:identifier.method``."""
         return f"{type(self.component).type_name()}:{self.component.identifier}.{method}"
+
+
+_OWNER: dict[str, Any] = {}
+
+
+def owner() -> dict[str, Any]:
+    """This process, as job records name the process that runs them."""
+    pid = os.getpid()
+    if _OWNER.get("pid") != pid:
+        from ..operators._jobs import process_start
+
+        _OWNER.update(hostname=socket.gethostname(), pid=pid, pid_start=process_start(pid))
+    return dict(_OWNER)
+
+
+def judged(record: dict[str, Any]) -> dict[str, Any]:
+    """A record as it is now: an unfinished job whose process is gone is shown failed."""
+    if record.get("status") not in ("pending", "running"):
+        return record
+    who = record.get("owner") or {}
+    from ..operators._jobs import _alive
+
+    if _alive(who.get("hostname"), who.get("pid"), who.get("pid_start")):
+        return record
+    return {
+        **record,
+        "status": "failed",
+        "reason": (
+            f"the process that ran it (pid {who.get('pid')}) ended before the job finished "
+            "(killed, or the machine restarted)"
+        ),
+    }
 
 
 def now() -> str:
@@ -173,6 +207,7 @@ class JobBook:
             "depends_on": [],
             "error": None,
             "result": None,
+            "owner": owner(),
         }
         node_id = unit.node_id(method)
         self.records[node_id] = record
@@ -319,6 +354,20 @@ class TriggerTaskType:
         return {"trigger_result": text if len(text) <= 200 else text[:197] + "..."}
 
 
+def require_sync(event: str) -> None:
+    """Refuse to start jobs from inside trio (they are a synchronous kernel run)."""
+    import trio
+
+    try:
+        trio.lowlevel.current_trio_token()
+    except RuntimeError:
+        return
+    raise TriggerError(
+        f"{event} jobs run a kernel run synchronously, which cannot happen inside trio: "
+        "call kernel.apply / kernel.trigger from a thread (trio.to_thread.run_sync)"
+    )
+
+
 def run_batch(
     kernel: Any,
     units: Sequence[Unit],
@@ -335,6 +384,7 @@ def run_batch(
             "running trigger jobs needs the 'triggers' plugin, which is not active "
             "(unblock it: remove `-p no:triggers` / ALIQUOT_DISABLE_PLUGINS)"
         )
+    require_sync(event)
     book = JobBook(kernel, event, kwargs)
     planned = False
     for unit in units:
@@ -378,8 +428,7 @@ def list_trigger_jobs(kernel: Any, limit: int | None = None) -> list[dict[str, A
     """Trigger job records, newest first."""
     out: list[dict[str, Any]] = []
     for _key, raw in kernel.store.scan(SPACE, reverse=True):
-        record = orjson.loads(raw)
-        out.append(record)
+        out.append(judged(orjson.loads(raw)))
         if limit is not None and len(out) >= limit:
             break
     return out
@@ -392,5 +441,4 @@ def find_trigger_job(kernel: Any, job_id: str) -> dict[str, Any] | None:
     raw = kernel.store.get(SPACE, int(text[1:]).to_bytes(8, "big"))
     if raw is None:
         return None
-    record: dict[str, Any] = orjson.loads(raw)
-    return record
+    return judged(orjson.loads(raw))

@@ -214,6 +214,18 @@ def _store_maintenance(store: Any) -> None:
         assert store.get_value(drop) is None, "gc(live_values=...) must delete the other values"
     assert store.gc() is not None, "gc() without live values must work"
     assert store.get_value(keep) is not None, "gc() without live values must not delete values"
+    one, _ = store.put_value(b"candidate one")
+    two, _ = store.put_value(b"candidate two")
+    other, _ = store.put_value(b"not a candidate")
+    store.commit()
+    result = store.gc(live_values={two}, candidates={one, two})
+    assert isinstance(result, dict), "gc(candidates=...) must return a dict"
+    assert store.get_value(two) is not None, "gc(candidates=...) must keep live candidates"
+    assert store.get_value(other) is not None, "gc(candidates=...) must touch only candidates"
+    assert store.get_value(keep) is not None, "gc(candidates=...) must touch only candidates"
+    if not result.get("skipped"):
+        assert store.get_value(one) is None, "gc(candidates=...) must delete dead candidates"
+        assert result.get("values_removed") == 1, f"gc(candidates=...) reported {result}"
 
 
 def _store_durability(factory: Callable[[], Any], reopen: Callable[[Any], Any]) -> None:
