@@ -381,7 +381,7 @@ def test_servings_and_unknown_kinds_are_refused(ops: Any, kernel: aliquot.Kernel
 def test_an_unknown_job_is_named(kernel: aliquot.Kernel) -> None:
     with pytest.raises(JobNotFoundError, match="no job 99"):
         Operator.from_job(99, kernel=kernel)
-    with pytest.raises(JobNotFoundError, match="job ids are numbers"):
+    with pytest.raises(JobNotFoundError, match="operator jobs have numbers"):
         Operator.from_job("latest", kernel=kernel)
 
 
@@ -438,8 +438,9 @@ def test_cli_submit_ls_show_logs_cancel(ops_file: Path, store_path: Path, gate: 
         ("1", "succeeded"),
     ]
     table = jobs("ls", *store).stdout.splitlines()
-    assert table[0].split() == ["JOB", "STATUS", "CREATED", "DURATION", "RUN", "TARGET"]
-    assert table[1].split()[:2] == ["3", "cancelled"]
+    assert table[0].split() == ["JOB", "KIND", "STATUS", "CREATED", "DURATION", "RUN", "TARGET"]
+    assert table[1].split()[:3] == ["3", "operator", "cancelled"]
+    assert all(r["kind"] == "operator" for r in listed)
 
 
 def test_cli_errors_are_one_line_with_exit_code_2(ops_file: Path, store_path: Path) -> None:
