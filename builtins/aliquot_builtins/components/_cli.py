@@ -134,7 +134,8 @@ def apply_command(
             applied = kernel.apply(component, jobs=not no_jobs, executor=executor)
         except JobsFailed as exc:
             _report(exc.result, as_json)
-            raise
+            click.echo(f"aliquot: error: {exc}", err=True)
+            ctx.exit(1)
     finally:
         kernel.close()
     _report(applied, as_json)

@@ -167,7 +167,7 @@ class Component:
 
     def __attrs_post_init__(self) -> None:
         state = self.__dict__
-        state["_setup_lock"] = threading.Lock()
+        state["_setup_lock"] = threading.RLock()
         state.setdefault("_version", None)
         state.setdefault("_stored_uuid", None)
         ident = self.identifier
@@ -255,13 +255,16 @@ class Component:
     __hash__ = None  # type: ignore[assignment]
 
     def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state.pop("_setup_lock", None)
+        """Fields and identity only: what ``setup`` made (clients, models) stays behind,
+        and a copy (a job under ``processes``) runs ``setup`` again where it lands."""
+        state = {name: getattr(self, name) for name in ("identifier", *self.fields)}
+        state["_version"] = self.__dict__.get("_version")
+        state["_stored_uuid"] = self.__dict__.get("_stored_uuid")
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self.__dict__["_setup_lock"] = threading.Lock()
+        self.__dict__["_setup_lock"] = threading.RLock()
 
     def __repr__(self) -> str:
         parts = [repr(self.identifier)]

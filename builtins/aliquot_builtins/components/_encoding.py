@@ -124,16 +124,24 @@ class _Encoder:
         self.refs: dict[str, dict[str, Any]] = {}
         self.builds: dict[str, dict[str, Any]] = {}
         self.objects: dict[str, Component] = {}
+        self._active: set[int] = set()
         self._by_object: dict[int, str] = {}
         self._by_key: dict[tuple[str, str], tuple[str, Component]] = {}
 
     def component(self, component: Component) -> dict[str, Any]:
         """The document of ``component`` (children go to ``builds``)."""
         cls = type(component)
+        if id(component) in self._active:
+            raise ComponentError(
+                f"{cls.__name__}({component.identifier!r}) contains itself: components form "
+                "a tree, not a cycle"
+            )
+        self._active.add(id(component))
         fields: dict[str, Any] = {}
         for name in cls.fields:
             where = f"{cls.__name__}({component.identifier!r}).{name}"
             fields[name] = self.value(getattr(component, name), where)
+        self._active.discard(id(component))
         doc: dict[str, Any] = {
             "format": FORMAT,
             "type": cls.type_name(),

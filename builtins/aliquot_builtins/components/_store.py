@@ -549,14 +549,22 @@ def _run_apply_jobs(
 
     units = []
     in_batch: set[str] = set()
-    for (obj, doc), result in zip(tree, results, strict=True):
+    # huuid -> every component below it (children, their children...), children first
+    below: dict[str, list[str]] = {}
+    for (_obj, doc), result in zip(tree, results, strict=True):
+        found: dict[str, None] = {}
+        for child in children_of(doc):
+            found.update(dict.fromkeys(below.get(child, ())))
+            found[child] = None
+        below[result.huuid] = list(found)
+    for (obj, _doc), result in zip(tree, results, strict=True):
         if result.action == "same" or not type(obj).triggers:
             continue
         changed = result.changed if result.action == "update" else None
         run, skipped = select(obj, "apply", changed)
         if not run and not skipped:
             continue
-        after = [c for c in children_of(doc) if c in in_batch]
+        after = [c for c in below[result.huuid] if c in in_batch]
         units.append(Unit(obj, result.huuid, result.version, run, skipped, after))
         in_batch.add(result.huuid)
     if not units:
@@ -564,7 +572,7 @@ def _run_apply_jobs(
     try:
         records, run_id = run_batch(kernel, units, "apply", executor=executor)
     except JobsFailed as exc:
-        exc.result = attrs.evolve(applied, jobs=tuple(exc.jobs))
+        exc.result = attrs.evolve(applied, jobs=tuple(exc.jobs), run=exc.run)
         raise
     return attrs.evolve(applied, jobs=tuple(records), run=run_id)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -176,6 +177,8 @@ def jobs_show(ctx: click.Context, job_id: str, store: str | None, as_json: bool)
         if other is not None:
             _show_other(other, as_json)
             return
+        if re.fullmatch(r"t[0-9]+", job_id.strip()):
+            raise JobError(f"no job {job_id.strip()} in the store (see `aliquot jobs ls`)")
         record = from_job(job_id, kernel=kernel).record()
     finally:
         kernel.close()

@@ -55,10 +55,18 @@ class TriggerError(AliquotError):
 class JobsFailed(TriggerError):
     """Some trigger jobs failed; ``.jobs`` has every job record of the batch."""
 
-    def __init__(self, message: str, jobs: list[dict[str, Any]], result: Any = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        jobs: list[dict[str, Any]],
+        result: Any = None,
+        run: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.jobs = jobs
         self.result = result
+        #: the kernel run the jobs ran in
+        self.run = run
 
 
 @attrs.define
@@ -113,13 +121,15 @@ def judged(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def now() -> str:
-    return _dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds")
+    """UTC, milliseconds, ``Z`` -- the format of operator job records, so they sort together."""
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _stamp(seconds: float | None) -> str | None:
     if seconds is None:
         return None
-    return _dt.datetime.fromtimestamp(seconds, _dt.UTC).isoformat(timespec="milliseconds")
+    stamp = _dt.datetime.fromtimestamp(seconds, _dt.UTC).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")
 
 
 def select(
@@ -264,6 +274,22 @@ class JobBook:
                 record["reason"] = node.reason
             self.write(record)
 
+    def abandoned(self, exc: BaseException) -> None:
+        """The run could not start or was interrupted: unfinished jobs end now."""
+        interrupted = not isinstance(exc, Exception)
+        for node_id in self.order:
+            record = self.records[node_id]
+            if record["status"] not in ("pending", "running"):
+                continue
+            record["status"] = "cancelled" if interrupted else "failed"
+            record["finished"] = now()
+            record["reason"] = (
+                "the run was interrupted"
+                if interrupted
+                else f"the jobs could not run: {type(exc).__name__}: {exc}"
+            )
+            self.write(record)
+
     def _failed_dependency(self, node_id: str) -> dict[str, Any] | None:
         seen: set[str] = set()
         stack = list(self.records[node_id]["_deps"]) if "_deps" in self.records[node_id] else []
@@ -297,7 +323,9 @@ def plan_batch(batch: Batch, request: PlanRequest) -> Graph:
         upstream = [nid for child in unit.after for nid in by_component.get(child, ())]
         for method in unit.run:
             node_id = unit.node_id(method)
-            deps = [unit.node_id(d) for d in triggers[method].depends_on] + upstream
+            # On an update only some triggers re-run: a dependency that does not is done.
+            local = [d for d in triggers[method].depends_on if d in unit.run]
+            deps = [unit.node_id(d) for d in local] + upstream
             record = book.records[node_id]
             record["_deps"] = deps
             record["depends_on"] = [book.records[d]["id"] for d in deps]
@@ -354,6 +382,14 @@ class TriggerTaskType:
         return {"trigger_result": text if len(text) <= 200 else text[:197] + "..."}
 
 
+def check_executor_name(kernel: Any, spec: str) -> None:
+    """An unknown executor is an error before anything is written."""
+    name, _, count = str(spec).partition(":")
+    if count and not (count.isdigit() and int(count) > 0):
+        raise TriggerError(f"invalid executor {spec!r}: expected NAME or NAME:N (N >= 1)")
+    kernel.executors.get(name)  # raises, naming the registered executors
+
+
 def require_sync(event: str) -> None:
     """Refuse to start jobs from inside trio (they are a synchronous kernel run)."""
     import trio
@@ -385,6 +421,10 @@ def run_batch(
             "(unblock it: remove `-p no:triggers` / ALIQUOT_DISABLE_PLUGINS)"
         )
     require_sync(event)
+    chosen = executor or (
+        "threads" if kernel.default_executor == "inline" else kernel.default_executor
+    )
+    check_executor_name(kernel, chosen)
     book = JobBook(kernel, event, kwargs)
     planned = False
     for unit in units:
@@ -399,10 +439,12 @@ def run_batch(
     run_id = None
     if planned:
         batch = Batch(list(units), event, dict(kwargs or {}), book)
-        chosen = executor or (
-            "threads" if kernel.default_executor == "inline" else kernel.default_executor
-        )
-        run = kernel.run(batch, executor=chosen, persist="none")
+        try:
+            run = kernel.run(batch, executor=chosen)
+        except BaseException as exc:
+            book.abandoned(exc)
+            kernel.store.commit()
+            raise
         run_id = run.id
         book.finished(run)
         kernel.store.commit()
@@ -420,6 +462,7 @@ def run_batch(
             f"{first['target']}: {why} (see `aliquot jobs show {first['id']}`)",
             jobs,
             result,
+            run_id,
         )
     return jobs, run_id
 
