@@ -15,6 +15,7 @@ import functools
 import inspect
 import re
 import threading
+import typing
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, Final, cast
 
@@ -72,9 +73,19 @@ def _once(setup: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return run_once
 
 
+def is_classvar(annotation: Any) -> bool:
+    """Whether an annotation (an object, or a string under postponed evaluation) is a ClassVar."""
+    if isinstance(annotation, str):
+        head = annotation.strip().split("[", 1)[0]
+        return head in ("ClassVar", "typing.ClassVar", "t.ClassVar", "typing_extensions.ClassVar")
+    return annotation is ClassVar or typing.get_origin(annotation) is ClassVar
+
+
 def _factory_defaults(cls: type) -> None:
     """Mutable defaults (``c: dict = {}``) become per-instance copies, as users mean."""
-    for name in inspect.get_annotations(cls):
+    for name, annotation in inspect.get_annotations(cls).items():
+        if is_classvar(annotation):
+            continue
         default = cls.__dict__.get(name, attrs.NOTHING)
         if isinstance(default, (list, dict, set)):
             setattr(cls, name, attrs.Factory(functools.partial(copy.deepcopy, default)))
@@ -116,7 +127,7 @@ class Component:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         where = f"{cls.__module__}.{cls.__qualname__}"
-        own = inspect.get_annotations(cls)
+        own = {name: a for name, a in inspect.get_annotations(cls).items() if not is_classvar(a)}
         for name in own:
             if name in RESERVED or name.startswith("_"):
                 raise ComponentDefinitionError(
@@ -171,7 +182,7 @@ class Component:
         state.setdefault("_version", None)
         state.setdefault("_stored_uuid", None)
         ident = self.identifier
-        if not isinstance(ident, str) or not _IDENTIFIER.match(ident):
+        if not isinstance(ident, str) or not _IDENTIFIER.fullmatch(ident):
             raise ComponentError(
                 f"{type(self).__name__}: invalid identifier {ident!r} (1-100 characters: "
                 "letters, digits, '_', '.', '-'; not starting with '.' or '-')"

@@ -32,7 +32,7 @@ import hashlib
 import importlib
 import math
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final, cast
 
 import attrs
@@ -95,16 +95,44 @@ def _sha(data: Any) -> str:
 
 
 def canonical(value: Any) -> Any:
-    """An encoded field value as identity sees it: blobs by content digest only."""
+    """An encoded field value as identity sees it: blobs by content digest only, and
+    the pairs of a non-string-keyed dict in a fixed order (dicts are unordered)."""
     if isinstance(value, list):
         return [canonical(v) for v in value]
     if isinstance(value, dict):
         if len(value) == 1:
             (key,) = value
+            inner = value[key]
             if key == "$blob":
-                return {"$blob": value[key]["content"]}
+                return {"$blob": inner["content"]}
+            if key == "$dict":
+                return {"$dict": {k: canonical(v) for k, v in inner.items()}}
+            if key == "$items":
+                pairs = [[canonical(k), canonical(v)] for k, v in inner]
+                pairs.sort(key=lambda pair: orjson.dumps(pair[0], option=orjson.OPT_SORT_KEYS))
+                return {"$items": pairs}
         return {k: canonical(v) for k, v in value.items()}
     return value
+
+
+def _tagged(value: Any) -> Iterator[tuple[str, Any]]:
+    """Every ``$blob`` and ``$component`` tag in an encoded value, as (tag, payload)."""
+    if isinstance(value, list):
+        for item in value:
+            yield from _tagged(item)
+    elif isinstance(value, dict):
+        if len(value) == 1:
+            (key,) = value
+            inner = value[key]
+            if key in ("$blob", "$component"):
+                yield key, inner
+                return
+            if key == "$dict":  # user data: its keys are never tags
+                for item in inner.values():
+                    yield from _tagged(item)
+                return
+        for item in value.values():
+            yield from _tagged(item)
 
 
 def identity_of(document: Mapping[str, Any], non_breaking: tuple[str, ...]) -> Identity:
@@ -177,7 +205,9 @@ class _Encoder:
 
     def value(self, value: Any, where: str) -> Any:
         kind = type(value)
-        if value is None or kind is bool or kind is str:
+        if kind is str:
+            return value if _utf8(value) else {"$blob": self.blob(value, where)}
+        if value is None or kind is bool:
             return value
         if kind is int:
             return value if -(2**63) <= value < 2**64 else {"$int": str(value)}
@@ -190,7 +220,7 @@ class _Encoder:
         if kind is tuple:
             return {"$tuple": [self.value(v, f"{where}[{i}]") for i, v in enumerate(value)]}
         if kind is dict:
-            if all(type(k) is str for k in value):
+            if all(type(k) is str and _utf8(k) for k in value):
                 inner = {k: self.value(v, f"{where}[{k!r}]") for k, v in value.items()}
                 if any(k.startswith("$") for k in value):
                     return {"$dict": inner}
@@ -239,6 +269,17 @@ class _Encoder:
         return ref
 
 
+def _utf8(text: str) -> bool:
+    """Whether JSON can carry the string (not, e.g., one with a lone surrogate)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _type_name(value: Any) -> str:
     kind = type(value)
     return f"{kind.__module__}.{kind.__qualname__}"
@@ -277,41 +318,16 @@ def encode_tree(
 
 def children_of(doc: Mapping[str, Any]) -> list[str]:
     """huuids of the components ``doc``'s fields reference, in field order, once each."""
-    found: dict[str, None] = {}
-
-    def walk(value: Any) -> None:
-        if isinstance(value, list):
-            for v in value:
-                walk(v)
-        elif isinstance(value, dict):
-            if len(value) == 1 and "$component" in value:
-                found[value["$component"]] = None
-            elif len(value) == 1 and "$blob" in value:
-                return
-            else:
-                for v in value.values():
-                    walk(v)
-
-    walk(doc["fields"])
+    found = dict.fromkeys(p for tag, p in _tagged(doc["fields"]) if tag == "$component")
     return list(found)
 
 
 def blobs_of(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The blob references in ``doc``'s fields, once each by digest."""
     found: dict[str, dict[str, Any]] = {}
-
-    def walk(value: Any) -> None:
-        if isinstance(value, list):
-            for v in value:
-                walk(v)
-        elif isinstance(value, dict):
-            if len(value) == 1 and "$blob" in value:
-                found.setdefault(value["$blob"]["digest"], value["$blob"])
-            else:
-                for v in value.values():
-                    walk(v)
-
-    walk(doc["fields"])
+    for tag, payload in _tagged(doc["fields"]):
+        if tag == "$blob":
+            found.setdefault(payload["digest"], payload)
     return list(found.values())
 
 
@@ -435,6 +451,12 @@ def decode(
         doc, blobs = encoded
     else:
         raise ComponentError("decode() takes an Encoded (from encode()) or (document, blobs)")
+    check_document(doc)
+    if expect is not None and expect is not Component and doc["type"] != expect.type_name():
+        raise ComponentError(
+            f"{doc['type']}:{doc['identifier']} is stored as a {doc['type']}, not a "
+            f"{expect.type_name()}"
+        )
     builds = doc.get("builds") or {}
     built: dict[str, Component] = {}
     decoder: Decoder

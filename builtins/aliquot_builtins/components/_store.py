@@ -150,11 +150,16 @@ def find(
         record = read_record(kernel, record_key(type_name, identifier, version))
     if record is None:
         stored = versions(kernel, type_name, identifier)
-        detail = (
-            f" (stored versions: {', '.join(map(str, stored))})"
-            if stored
-            else " (see `aliquot components ls`)"
-        )
+        if stored:
+            detail = f" (stored versions: {', '.join(map(str, stored))})"
+        else:
+            idents = show(kernel, type_name)
+            shown = ", ".join(idents[:20]) + (", ..." if len(idents) > 20 else "")
+            detail = (
+                f" (stored {type_name} identifiers: {shown})"
+                if idents
+                else f" (no {type_name} is stored; see `aliquot components ls`)"
+            )
         which = f" version {version}" if version is not None else ""
         raise ComponentNotFoundError(
             f"no stored component {type_name}:{identifier}{which} in {kernel.location}{detail}"
@@ -390,8 +395,43 @@ def _changed(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> tuple[str
     return tuple(n for n in names if canonical(old.get(n)) != canonical(new.get(n)))
 
 
+class _Ops:
+    """Writes planned for one apply or remove, staged only once all of them are known.
+
+    Reads see the planned writes. Nothing reaches the store before :meth:`stage`,
+    which cannot fail half-way (it only stages), so an exception while planning
+    leaves nothing behind for a later commit to make durable.
+    """
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self._ops: dict[tuple[str, bytes], bytes | None] = {}
+
+    def get(self, space: str, key: bytes) -> bytes | None:
+        if (space, key) in self._ops:
+            return self._ops[(space, key)]
+        value: bytes | None = self.store.get(space, key)
+        return value
+
+    def put(self, space: str, key: bytes, value: bytes) -> None:
+        self._ops[(space, key)] = value
+
+    def delete(self, space: str, key: bytes) -> None:
+        self._ops[(space, key)] = None
+
+    def deleted(self, space: str, key: bytes) -> bool:
+        return (space, key) in self._ops and self._ops[(space, key)] is None
+
+    def stage(self) -> None:
+        for (space, key), value in self._ops.items():
+            if value is None:
+                self.store.delete(space, key)
+            else:
+                self.store.put(space, key, value)
+
+
 def _stage_record(
-    kernel: Any,
+    ops: _Ops,
     obj: Component,
     doc: Mapping[str, Any],
     version: int,
@@ -399,12 +439,12 @@ def _stage_record(
     child_keys: Sequence[bytes],
     old: Mapping[str, Any] | None,
 ) -> dict[str, Any]:
-    """Stage one component version's record and its index entries."""
-    store = kernel.store
+    """Plan one component version's record and its index entries."""
+    store = ops
     type_name, identifier = doc["type"], doc["identifier"]
     key = record_key(type_name, identifier, version)
     if old is not None:  # an update replaces this version: drop its old index entries
-        _unstage_indexes(kernel, old)
+        _unstage_indexes(ops, old, repoint=False)
     blobs = [ref["digest"] for ref in blobs_of(doc)]
     record = {
         "document": {k: v for k, v in doc.items() if k != "builds"},
@@ -426,17 +466,33 @@ def _stage_record(
     return record
 
 
-def _unstage_indexes(kernel: Any, record: Mapping[str, Any]) -> None:
-    store = kernel.store
+def _unstage_indexes(ops: _Ops, record: Mapping[str, Any], *, repoint: bool = True) -> None:
+    """Plan the removal of a version's index entries.
+
+    The uuid entry of a removed version moves to the newest remaining version
+    with the same uuid (re-applying old content makes a new version with the
+    old uuid), so that version stays reachable by uuid.
+    """
     doc = record["document"]
     key = record_key(doc["type"], doc["identifier"], int(record["version"]))
     for digest in record["blobs"]:
-        store.delete(BLOBS, bytes.fromhex(digest) + key)
+        ops.delete(BLOBS, bytes.fromhex(digest) + key)
     for child_hex in record.get("_children", ()):
         child_type, child_id, _v = split_key(bytes.fromhex(child_hex))
-        store.delete(USERS, _prefix(child_type, child_id) + key)
-    if store.get(UUIDS, doc["uuid"].encode()) == key:
-        store.delete(UUIDS, doc["uuid"].encode())
+        ops.delete(USERS, _prefix(child_type, child_id) + key)
+    uuid = doc["uuid"].encode()
+    if ops.get(UUIDS, uuid) != key:
+        return
+    ops.delete(UUIDS, uuid)
+    if not repoint:
+        return
+    prefix = _prefix(doc["type"], doc["identifier"])
+    for other, raw in ops.store.scan(RECORDS, prefix, reverse=True):
+        if other == key or ops.deleted(RECORDS, other):
+            continue
+        if orjson.loads(raw)["document"]["uuid"] == doc["uuid"]:
+            ops.put(UUIDS, uuid, other)
+            return
 
 
 def apply(
@@ -481,11 +537,12 @@ def apply(
     created: list[Component] = []
     with locked(kernel):
         store = kernel.store
+        ops = _Ops(store)
         keys: dict[str, bytes] = {}  # huuid -> record key of the version it resolves to
-        written: set[str] = set()
+        needed: dict[str, None] = {}  # blob digests the new records reference
         for obj, doc in tree:
             type_name, identifier = doc["type"], doc["identifier"]
-            current = latest(kernel, type_name, identifier)
+            current = latest(kernel, type_name, identifier)  # committed: one per tree
             old_doc = current["document"] if current is not None else None
             changed = _changed(old_doc["fields"] if old_doc else None, doc["fields"])
             if current is None:
@@ -500,13 +557,9 @@ def apply(
             keys[huuid] = record_key(type_name, identifier, version)
             if action != "same":
                 child_keys = [keys[c] for c in children_of(doc)]
-                for ref in blobs_of(doc):
-                    digest = ref["digest"]
-                    if digest not in written and not store.has_value(digest):
-                        store.put_value(blobs[digest])
-                    written.add(digest)
+                needed.update(dict.fromkeys(ref["digest"] for ref in blobs_of(doc)))
                 _stage_record(
-                    kernel,
+                    ops,
                     obj,
                     doc,
                     version,
@@ -517,6 +570,12 @@ def apply(
             results.append(
                 AppliedComponent(type_name, identifier, version, doc["uuid"], action, changed)
             )
+        # Blobs first: if writing one fails, only unreferenced values are staged (gc
+        # removes them); the records are staged after every blob is in.
+        for digest in needed:
+            if not store.has_value(digest):
+                store.put_value(blobs[digest])
+        ops.stage()
         store.commit()
     for (obj, doc), result in zip(tree, results, strict=True):
         obj.__dict__["_version"] = result.version
@@ -647,15 +706,16 @@ def remove(
         for record in sorted(records, key=lambda r: -int(r["version"])):
             _cleanup(kernel, record, cls, given, force, report)
         candidates: set[str] = set()
+        ops = _Ops(kernel.store)
         for record in records:
-            _unstage_indexes(kernel, record)
             doc = record["document"]
-            kernel.store.delete(
-                RECORDS, record_key(doc["type"], doc["identifier"], int(record["version"]))
-            )
+            ops.delete(RECORDS, record_key(doc["type"], doc["identifier"], int(record["version"])))
+        for record in records:
+            _unstage_indexes(ops, record)
             candidates.update(record["blobs"])
             report["removed"].append(int(record["version"]))
-        unused = {d for d in candidates if not _referenced(kernel, d)}
+        unused = {d for d in candidates if not _referenced(ops, d)}
+        ops.stage()
         kernel.store.commit()
     if given is not None:
         given.__dict__["_stored_uuid"] = None
@@ -689,9 +749,11 @@ def _cleanup(
         report["cleanup_errors"].append(message)
 
 
-def _referenced(kernel: Any, digest: str) -> bool:
-    for _key, _ in kernel.store.scan(BLOBS, bytes.fromhex(digest)):
-        return True
+def _referenced(ops: _Ops, digest: str) -> bool:
+    """Whether a component version (other than those being removed) references the blob."""
+    for key, _ in ops.store.scan(BLOBS, bytes.fromhex(digest)):
+        if not ops.deleted(BLOBS, key):
+            return True
     return False
 
 
