@@ -91,7 +91,13 @@ def _factory_defaults(cls: type) -> None:
             setattr(cls, name, attrs.Factory(functools.partial(copy.deepcopy, default)))
 
 
-class Component:
+@typing.dataclass_transform(kw_only_default=True, field_specifiers=(attrs.field,))
+class _Declarative:
+    """Tells type checkers that components are dataclass-like (PEP 681): ``identifier``
+    positional, every other field keyword-only. At run time attrs does the work."""
+
+
+class Component(_Declarative):
     """A declarative component: typed fields, stored as JSON plus content-addressed blobs.
 
     Subclasses annotate fields; there is no ``__init__`` to write::
@@ -116,7 +122,7 @@ class Component:
     (when it is removed).
     """
 
-    identifier: str
+    identifier: str = attrs.field(kw_only=False)
     #: Fields whose change keeps the version (see the class docstring).
     non_breaking: ClassVar[tuple[str, ...]] = ()
     #: name -> Trigger, collected and checked when the class is defined.
