@@ -44,6 +44,7 @@ import gc
 import math
 import pathlib
 import sys
+import threading
 import types
 import uuid
 from collections.abc import Callable, Sequence
@@ -268,11 +269,26 @@ _DECODERS: dict[str, Callable[[dict[str, Any]], Any]] = {
 }
 
 
+#: JSON nesting a payload may have: orjson writes at most 255 levels, so deeper data was
+#: not written by this serializer. Counted explicitly (per thread), so the answer never
+#: depends on the interpreter's recursion limit (which other libraries raise).
+_MAX_DECODE_DEPTH = 255
+_decoding = threading.local()
+
+
 def _decode(value: Any) -> Any:
     kind = type(value)
-    if kind is list:
-        return [_decode(v) for v in value]
-    if kind is dict:
+    if kind is not list and kind is not dict:
+        return value
+    depth = getattr(_decoding, "depth", 0)
+    if depth >= _MAX_DECODE_DEPTH:
+        raise SerializationError(
+            f"damaged JSON payload: nested deeper than {_MAX_DECODE_DEPTH} levels"
+        )
+    _decoding.depth = depth + 1
+    try:
+        if kind is list:
+            return [_decode(v) for v in value]
         tag = value.get("$t")
         if tag is None:
             return {k: _decode(v) for k, v in value.items()}
@@ -280,7 +296,8 @@ def _decode(value: Any) -> Any:
         if decoder is None:
             raise SerializationError(f"unknown JSON type tag {tag!r} (written by a newer aliquot?)")
         return decoder(value)
-    return value
+    finally:
+        _decoding.depth = depth
 
 
 class JsonSerializer:

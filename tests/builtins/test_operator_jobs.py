@@ -276,6 +276,9 @@ def test_a_reused_pid_is_not_mistaken_for_the_job_process(
 ) -> None:
     job = ops.gated.deploy(inputs={"gate": str(gate)}, kernel=kernel)
     wait_for(lambda: job.status() == "running", "the job to start")
+    # The job process writes its record once more (the run id) as its run starts; change
+    # the record after that, or that write could put the real pid back.
+    wait_for(lambda: bool(job.record().get("run")), "the job's run to start")
     record = job.record()
     try:
         # The pid now belongs to a process that started at another time.

@@ -849,3 +849,22 @@ def test_structurally_damaged_tagged_payloads_raise_exceptions_today() -> None:
         with pytest.raises(Exception) as info:
             JSON.loads(memoryview(payload), CTX)
         assert str(info.value)
+
+
+def test_too_deep_payloads_are_refused_whatever_the_recursion_limit() -> None:
+    """The depth check is explicit: a library raising the recursion limit changes nothing."""
+    import sys
+
+    payload = b"T" + b"[" * 1020 + b"]" * 1020
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(20_000)
+    try:
+        with pytest.raises(SerializationError, match="nested deeper than 255 levels"):
+            JSON.loads(memoryview(payload), CTX)
+    finally:
+        sys.setrecursionlimit(limit)
+    shallow = b"T" + b"[" * 200 + b"]" * 200
+    value = JSON.loads(memoryview(shallow), CTX)
+    for _ in range(199):
+        value = value[0]
+    assert value == []
