@@ -148,6 +148,7 @@ class Scheduler:
                     record.outputs = dict(stored)
             run.nodes[nid] = record
         self.log = RunWriter(kernel.store, run)
+        self._durable = _GroupCommit(self.log, kernel.store)
 
     # ------------------------------------------------------------------ driving
 
@@ -299,11 +300,11 @@ class Scheduler:
         if outcome.status == "computed" and duration >= COMMIT_AFTER:
             # Work that took a while is made durable at once, with its record, before
             # anyone hears it finished: a crash right after it must not throw it away
-            # (quick nodes wait for the group commit).
+            # (quick nodes wait for the periodic commit). Nodes finishing together share
+            # one commit (many long nodes end at once on a cluster).
             self._record_outcome(record, outcome, duration, info)
-            self.log.flush()
             with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(self.kernel.store.commit)
+                await self._durable.wait()
         self._finish_node(node, record, outcome, t0, info, duration)
 
     def _resolve(self, node: Node) -> tuple[dict[str, Any], dict[str, ArtifactRef]]:
@@ -515,6 +516,45 @@ class Scheduler:
 
 
 _NO_REFS: Mapping[str, Any] = {}
+
+
+class _GroupCommit:
+    """Commits on demand, shared: a caller waits for a commit that *started* after it
+    asked, and callers arriving while one runs share the next one.
+
+    The run's records are flushed and the store committed in a worker thread; if that
+    fails, the callers it was for see the error (each retries once by starting the
+    next commit, so one bad moment does not strand them).
+    """
+
+    def __init__(self, log: RunWriter, store: Any) -> None:
+        self.log = log
+        self.store = store
+        self.started = 0  # commits started
+        self.finished = 0  # highest commit number that succeeded
+        self.running = False
+        self.changed = trio.Event()
+
+    async def wait(self) -> None:
+        target = self.started + 1  # a commit that starts from now on covers our writes
+        while self.finished < target:
+            if self.running:
+                await self.changed.wait()
+                continue
+            self.running = True
+            self.started += 1
+            number = self.started
+            try:
+                await trio.to_thread.run_sync(self._commit)
+                self.finished = max(self.finished, number)
+            finally:
+                self.running = False
+                self.changed.set()
+                self.changed = trio.Event()
+
+    def _commit(self) -> None:
+        self.log.flush()
+        self.store.commit()
 
 
 class _Committer(threading.Thread):
