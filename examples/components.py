@@ -37,7 +37,7 @@ def report(a: int, b: str, c: dict[str, int]) -> None:
 class Notifier(Component):
     a: int
     b: str
-    c: t.Dict
+    c: t.Dict  # noqa: UP006 -- spelled as in the seed
     d: t.Callable | None = None
 
     # Called right after construction (and after loading).
