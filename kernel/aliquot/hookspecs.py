@@ -366,7 +366,8 @@ def aliquot_node_started(run: Run, node: Node) -> None:
     :param run: the :class:`aliquot.Run`.
     :param node: the :class:`aliquot.Node`.
 
-    Implemented by: the CLI's progress reporter.
+    Implemented by: the CLI's progress reporter and ``aliquot_builtins.triggers``
+    (marks a trigger job's record running).
     """
 
 
