@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import gc
 import inspect
 import os
@@ -618,7 +617,7 @@ class Kernel:
             raise AttributeError(
                 f"a kernel has no attribute {name!r} (methods plugins provide: {known})"
             )
-        return functools.partial(methods.get(name), self)
+        return types.MethodType(methods.get(name), self)  # name and docstring show in help()
 
     def live_values(self) -> set[str]:
         """Digests of every value something still refers to (for ``store gc --values``)."""

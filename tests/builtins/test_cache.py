@@ -437,3 +437,42 @@ def test_cache_clear_removes_the_indexes_and_source_fingerprints_too(tmp_path: P
     with aliquot.Kernel.open(location) as k:
         for space in (SPACE, SLOTS, PATHS, SourceFingerprints.SPACE):
             assert list(k.store.scan(space)) == [], space
+
+
+@aliquot.task(outputs=["first"])
+def first_size(blob: bytes) -> int:
+    return len(blob)
+
+
+@aliquot.task(outputs=["second"])
+def second_size(blob: bytes, first: int) -> int:
+    return len(blob) + first
+
+
+def test_a_large_constant_is_fingerprinted_once_per_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A big bytes value bound to several nodes is hashed once per run, and still keys them."""
+    from aliquot_builtins.cache import _fingerprint
+
+    hashed: list[int] = []
+    real = _fingerprint.fingerprint
+
+    def counting(value: Any) -> str:
+        if isinstance(value, bytes) and len(value) >= _fingerprint.LARGE_IMMUTABLE:
+            hashed.append(len(value))
+        return real(value)
+
+    monkeypatch.setattr(_fingerprint, "fingerprint", counting)
+    blob = b"x" * (2 << 20)
+    with aliquot.Kernel.open(str(tmp_path / "store")) as kernel:
+        run = kernel.run([first_size, second_size], inputs={"blob": blob})
+        assert run["second"] == 2 * len(blob)
+        assert hashed == [len(blob)]
+        hashed.clear()
+        again = kernel.run([first_size, second_size], inputs={"blob": blob})
+        assert again.counts() == {"cached": 1, "skipped": 1}  # `first` is not needed
+        assert hashed == [len(blob)]
+        other = b"y" * (2 << 20)  # same size, other content: a new key, computed again
+        changed = kernel.run([first_size, second_size], inputs={"blob": other})
+        assert changed.counts().get("computed") == 2

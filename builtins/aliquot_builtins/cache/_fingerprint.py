@@ -76,6 +76,10 @@ def _names_of(code: types.CodeType) -> Iterator[str]:
         stack.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
 
 
+#: bytes and str values this long are fingerprinted once per run (``value_fp``).
+LARGE_IMMUTABLE = 1 << 20
+
+
 class CodeFingerprints:
     """Computes and memoizes code fingerprints (one instance per run)."""
 
@@ -93,6 +97,8 @@ class CodeFingerprints:
         self._own = own if own is not None else _OWN
         self._constants = constants if constants is not None else _CONSTANTS
         self._done: dict[int, tuple[str, dict[str, Any]]] = {}
+        # Fingerprints of large bytes/str values seen in this run (see ``value_fp``).
+        self._large: dict[int, tuple[Any, str]] = {}
         # What the walk in progress depends on (see ``of``); None outside a walk.
         self._deps: list[tuple[Any, ...]] | None = None
         self._walking: set[int] = set()
@@ -165,6 +171,16 @@ class CodeFingerprints:
                     ]
                 )
             return digest(["library", aliquot.qualified_name(value)])
+        if type(value) in (bytes, str) and len(value) >= LARGE_IMMUTABLE:
+            # A big constant bound to many nodes is hashed once per run, not once per
+            # node. Only immutable types: a mutated array must be hashed again. The memo
+            # holds the value, so its id cannot be reused while the entry exists.
+            seen = self._large.get(id(value))
+            if seen is not None and seen[0] is value:
+                return seen[1]
+            found = fingerprint(value)
+            self._large[id(value)] = (value, found)
+            return found
         return fingerprint(value)
 
     def _code_value_fp(self, value: Any) -> str:
