@@ -202,6 +202,13 @@ store_option = click.option(
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 
+def echo_json(doc: Any) -> None:
+    """Print ``doc`` as indented JSON (what ``--json`` prints, for plugin commands too)."""
+    import orjson
+
+    click.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
+
+
 def parse_input(text: str) -> tuple[str, Any]:
     """``NAME=VALUE`` as ``aliquot run --input`` reads it: VALUE as JSON when it parses,
     else as text (for plugin commands that take inputs the same way)."""
@@ -366,7 +373,7 @@ def _dry_run(
         return
     table = [("NODE", "WOULD", "WHY")]
     table += [(r["node"], r["action"], r["reason"]) for r in rows]
-    _table(table)
+    echo_table(table)
     counts = plan.counts()
     click.echo(
         f"\n{counts['run']} to run, {counts['load']} from the cache, {counts['skip']} skipped "
@@ -423,7 +430,7 @@ def runs(ctx: click.Context, store: str | None, as_json: bool, limit: int) -> No
                 h.get("target", ""),
             )
         )
-    _table(rows)
+    echo_table(rows)
 
 
 @cli.command()
@@ -489,7 +496,7 @@ def show(ctx: click.Context, run_ref: str, graph: bool, store: str | None, as_js
         if placed.get("worker"):
             detail = f"{detail} on {placed['worker']}".strip()
         rows.append((node["id"], node["status"], f"{node['duration']:.4f}s", detail))
-    _table(rows)
+    echo_table(rows)
     for node in doc["nodes"]:
         if node["error"]:
             click.echo(f"\n--- {node['id']} failed ---\n{node['error']['traceback'].rstrip()}")
@@ -642,7 +649,7 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
                 hooks,
             )
         )
-    _table(rows)
+    echo_table(rows)
     for i in infos:
         if i.error:
             click.echo(f"\n{i.name}: {i.status}: {i.error}")
@@ -720,7 +727,8 @@ def _print_report(report: dict[str, Any], as_json: bool) -> None:
             click.echo(f"{key}: {value}")
 
 
-def _table(rows: list[tuple[Any, ...]]) -> None:
+def echo_table(rows: Sequence[Sequence[Any]]) -> None:
+    """Print rows (the first is the header) as left-aligned columns (for plugin commands too)."""
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         cells = [str(c).ljust(w) for c, w in zip(row, widths, strict=True)]

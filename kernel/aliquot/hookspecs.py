@@ -153,8 +153,10 @@ def aliquot_register_task_types(register: Callable[..., None]) -> None:
     ``aliquot_builtins.stages`` (``stage``, which also plans experiments),
     ``aliquot_builtins.aggregate`` (``aggregate``), ``aliquot_builtins.tasks``
     (``task``: registered, typed function tasks), ``aliquot_builtins.taskgraph``
-    (``graph_artifact``, which also plans task-graph documents) and
-    ``aliquot_builtins.operators`` (``operator``, which plans operators); all ``trylast``.
+    (``graph_artifact``, which also plans task-graph documents),
+    ``aliquot_builtins.operators`` (``operator``, which plans operators) and
+    ``aliquot_builtins.triggers`` (``trigger``, which plans batches of trigger jobs); all
+    ``trylast``.
     """
 
 
@@ -187,13 +189,13 @@ def aliquot_register_commands(register: Callable[..., None]) -> None:
         shadow a core command (``run``, ``runs``, ``show``, ``get``, ``plugins``, ``store``).
         A command opens the store with ``aliquot.cli.command_kernel(ctx, store)``
         (the invocation's ``-p`` options; read-only unless ``write=True``) and may reuse
-        ``aliquot.cli.store_option`` and ``json_option``.
+        ``aliquot.cli.store_option``, ``json_option``, ``echo_json`` and ``echo_table``.
     :returns: nothing.
 
     Implemented by: ``aliquot_builtins.cache`` (``explain``, ``cache``),
     ``aliquot_builtins.tasks`` (``task-plugins``, ``tasks``),
-    ``aliquot_builtins.taskgraph`` (``graphs``) and ``aliquot_builtins.operators``
-    (``jobs``).
+    ``aliquot_builtins.taskgraph`` (``graphs``), ``aliquot_builtins.operators``
+    (``jobs``) and ``aliquot_builtins.components`` (``apply``, ``components``).
     """
 
 
@@ -252,7 +254,8 @@ def aliquot_register_value_roots(register: Callable[..., None]) -> None:
 
     Implemented by: ``aliquot_builtins.cache`` (the values its entries point
     to), ``aliquot_builtins.tasks`` (the files of every task-plugin snapshot)
-    and ``aliquot_builtins.operators`` (the operators, inputs and results of jobs).
+    ``aliquot_builtins.operators`` (the operators, inputs and results of jobs) and
+    ``aliquot_builtins.components`` (the blobs stored components reference).
     """
 
 

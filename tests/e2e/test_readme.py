@@ -126,22 +126,32 @@ def test_the_example_experiment_runs_and_caches(tmp_path: Path) -> None:
     assert script.stdout.splitlines()[-1] == "best: deg5 | deg3 rmse: 0.205"
 
 
-def test_task_plugin_walkthrough_runs_as_printed(tmp_path: Path) -> None:
-    """The four commands of "Task plugins and task graphs", in order, on a fresh store."""
-    block = README.split("## Task plugins and task graphs", 1)[1].split("```", 2)[1]
+def _walkthrough(
+    section: str, expected: list[list[str]], tmp_path: Path
+) -> list[subprocess.CompletedProcess[str]]:
+    """Run the command block of README section ``section`` in order, on a fresh store;
+    its commands must start as ``expected`` says, and each must succeed."""
+    block = README.split(f"## {section}", 1)[1].split("```", 2)[1]
     commands = [line.split("#")[0].split() for line in block.strip().splitlines()]
-    assert [c[:2] for c in commands] == [
-        ["aliquot", "task-plugins"],
-        ["aliquot", "graphs"],
-        ["aliquot", "run"],
-        ["aliquot", "get"],
-    ]
+    assert [c[:2] for c in commands] == expected
     results = []
     for command in commands:
         args = [str(ROOT / a) if a.startswith("examples/") else a for a in command[1:]]
         result = _aliquot(*args, cwd=tmp_path)
         assert result.returncode == 0, (command, result.stdout, result.stderr)
         results.append(result)
+    return results
+
+
+def test_task_plugin_walkthrough_runs_as_printed(tmp_path: Path) -> None:
+    """The four commands of "Task plugins and task graphs", in order, on a fresh store."""
+    expected = [
+        ["aliquot", "task-plugins"],
+        ["aliquot", "graphs"],
+        ["aliquot", "run"],
+        ["aliquot", "get"],
+    ]
+    results = _walkthrough("Task plugins and task graphs", expected, tmp_path)
     assert "hello_world.tasks.hello" in results[0].stdout
     assert results[1].stdout.startswith("ok")
     assert "HELLO, ADA!" in results[2].stdout
@@ -150,21 +160,14 @@ def test_task_plugin_walkthrough_runs_as_printed(tmp_path: Path) -> None:
 
 def test_components_walkthrough_runs_as_printed(tmp_path: Path) -> None:
     """The five commands of "Components and triggers", in order, on a fresh store."""
-    block = README.split("## Components and triggers", 1)[1].split("```", 2)[1]
-    commands = [line.split("#")[0].split() for line in block.strip().splitlines()]
-    assert [c[:2] for c in commands] == [
+    expected = [
         ["aliquot", "apply"],
         ["aliquot", "apply"],
         ["aliquot", "components"],
         ["aliquot", "jobs"],
         ["aliquot", "components"],
     ]
-    results = []
-    for command in commands:
-        args = [str(ROOT / a) if a.startswith("examples/") else a for a in command[1:]]
-        result = _aliquot(*args, cwd=tmp_path)
-        assert result.returncode == 0, (command, result.stdout, result.stderr)
-        results.append(result)
+    results = _walkthrough("Components and triggers", expected, tmp_path)
     first = results[0].stdout.splitlines()
     assert first[0] == "[client] registered n1"
     assert first[1].startswith("[client] initializing Notifier:n1:")

@@ -370,6 +370,63 @@ def test_run_views_are_reached_as_attributes_of_runs(store_path: Path) -> None:
             run.nothing  # noqa: B018
 
 
+def test_kernel_methods_are_bound_methods_of_the_kernel() -> None:
+    class Verbs:
+        __name__ = "verbs-plugin"
+
+        @aliquot.hookimpl
+        def aliquot_register_kernel_methods(self, register):  # type: ignore[no-untyped-def]
+            def greet(kernel: aliquot.Kernel, name: str, *, loud: bool = False) -> str:
+                """Say hello from the kernel."""
+                text = f"hello {name} from {kernel.location}"
+                return text.upper() if loud else text
+
+            register("greet", greet)
+
+    with make_kernel([Verbs()]) as kernel:
+        assert kernel.greet("ada") == "hello ada from memory://"
+        assert kernel.greet("ada", loud=True) == "HELLO ADA FROM MEMORY://"
+        assert kernel.greet.__name__ == "greet"
+        assert kernel.greet.__doc__ == "Say hello from the kernel."
+        with pytest.raises(AttributeError, match=r"methods plugins provide: .*greet"):
+            kernel.wave  # noqa: B018
+
+
+def test_a_kernel_method_may_not_take_a_name_the_kernel_defines() -> None:
+    class Shadow:
+        __name__ = "shadow-plugin"
+
+        @aliquot.hookimpl
+        def aliquot_register_kernel_methods(self, register):  # type: ignore[no-untyped-def]
+            register("run", lambda kernel: None)
+
+    with pytest.raises(
+        aliquot.RegistrationError, match="'shadow-plugin' registered kernel method 'run'"
+    ):
+        make_kernel([Shadow()])
+
+
+def test_job_sources_are_listed_together_newest_first() -> None:
+    class Sources:
+        __name__ = "sources-plugin"
+
+        @aliquot.hookimpl
+        def aliquot_register_job_sources(self, register):  # type: ignore[no-untyped-def]
+            def old(kernel: aliquot.Kernel, limit: int | None) -> list[dict[str, str]]:
+                return [{"id": "a2", "created": "2026-01-03T00:00:00Z"},
+                        {"id": "a1", "created": "2026-01-01T00:00:00Z"}]  # fmt: skip
+
+            def new(kernel: aliquot.Kernel, limit: int | None) -> list[dict[str, str]]:
+                return [{"id": "b1", "created": "2026-01-02T00:00:00Z"}]
+
+            register("old", old)
+            register("new", new)
+
+    with make_kernel([Sources()], block=["operators", "triggers"]) as kernel:
+        assert [j["id"] for j in kernel.jobs()] == ["a2", "b1", "a1"]
+        assert [j["id"] for j in kernel.jobs(limit=2)] == ["a2", "b1"]
+
+
 def test_a_readonly_kernel_writes_nothing_and_refuses_to_run(store_path: Path) -> None:
     import hashlib
 

@@ -20,7 +20,7 @@ import click
 import orjson
 
 from aliquot import SerializerContext
-from aliquot.cli import command_kernel, json_option, store_option
+from aliquot.cli import command_kernel, echo_json, echo_table, json_option, store_option
 
 from ._component import Component, ComponentError
 from ._encoding import Encoded, _Encoder, check_document, class_path, decode, import_class
@@ -29,10 +29,6 @@ from ._store import _source_file, describe, find, list_all, load, remove
 KEY_FILE = "export.key"
 #: class path -> the file that defined it, where it was exported (a hint for scripts)
 SOURCES = "sources.json"
-
-
-def _echo_json(doc: Any) -> None:
-    click.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
 
 
 def _name(text: str) -> tuple[str, str]:
@@ -145,7 +141,7 @@ def _report(applied: Any, as_json: bool) -> None:
     if applied is None:
         return
     if as_json:
-        _echo_json(applied.to_json())
+        echo_json(applied.to_json())
         return
     for c in applied.components:
         extra = f" (changed: {', '.join(c.changed)})" if c.changed else ""
@@ -176,7 +172,7 @@ def components_ls(ctx: click.Context, store: str | None, as_json: bool) -> None:
     finally:
         kernel.close()
     if as_json:
-        _echo_json(rows)
+        echo_json(rows)
         return
     if not rows:
         click.echo("no components yet")
@@ -192,9 +188,7 @@ def components_ls(ctx: click.Context, store: str | None, as_json: bool) -> None:
                 r["updated"][:19],
             )
         )
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-    for row in table:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    echo_table(table)
 
 
 @components_group.command("show")
@@ -214,7 +208,7 @@ def components_show(
     finally:
         kernel.close()
     if as_json:
-        _echo_json(info)
+        echo_json(info)
         return
     click.echo(f"component {info['type']}:{info['identifier']} v{info['version']}")
     click.echo(f"uuid      {info['uuid']}")
@@ -262,7 +256,7 @@ def components_remove(
     finally:
         kernel.close()
     if as_json:
-        _echo_json(report)
+        echo_json(report)
         return
     versions = ", ".join(f"v{v}" for v in sorted(report["removed"]))
     click.echo(f"removed {type_name}:{identifier} ({versions})")
@@ -297,7 +291,7 @@ def components_export(
     finally:
         kernel.close()
     if as_json:
-        _echo_json(summary)
+        echo_json(summary)
         return
     click.echo(
         f"exported {type_name}:{identifier} v{component.version} to {directory} "

@@ -7,15 +7,18 @@ import time
 from typing import Any
 
 import click
-import orjson
 
-from aliquot.cli import CliState, command_kernel, json_option, parse_input, store_option
+from aliquot.cli import (
+    CliState,
+    command_kernel,
+    echo_json,
+    echo_table,
+    json_option,
+    parse_input,
+    store_option,
+)
 
 from ._jobs import FINISHED, JobError, deploy, from_job, seconds_of
-
-
-def _echo_json(doc: Any) -> None:
-    click.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
 
 
 def _duration(record: dict[str, Any]) -> str:
@@ -76,7 +79,7 @@ def jobs_submit(
     finally:
         kernel.close()
     if as_json:
-        _echo_json(record)
+        echo_json(record)
         return
     click.echo(f"job {record['id']} submitted: {record['target']} (pid {record['pid']})")
     click.echo(f"follow it with `aliquot jobs logs {record['id']} -f`", err=True)
@@ -98,7 +101,7 @@ def jobs_ls(ctx: click.Context, limit: int, store: str | None, as_json: bool) ->
     finally:
         kernel.close()
     if as_json:
-        _echo_json(records)
+        echo_json(records)
         return
     if not records:
         click.echo("no jobs yet")
@@ -116,9 +119,7 @@ def jobs_ls(ctx: click.Context, limit: int, store: str | None, as_json: bool) ->
                 r["target"],
             )
         )
-    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    echo_table(rows)
 
 
 def _other_job(kernel: Any, job_id: str) -> dict[str, Any] | None:
@@ -135,7 +136,7 @@ def _other_job(kernel: Any, job_id: str) -> dict[str, Any] | None:
 
 def _show_other(record: dict[str, Any], as_json: bool) -> None:
     if as_json:
-        _echo_json(record)
+        echo_json(record)
         return
     click.echo(f"job       {record['id']}")
     click.echo(f"kind      {record.get('kind', '-')}")
@@ -183,7 +184,7 @@ def jobs_show(ctx: click.Context, job_id: str, store: str | None, as_json: bool)
     finally:
         kernel.close()
     if as_json:
-        _echo_json(record)
+        echo_json(record)
         return
     click.echo(f"job       {record['id']}")
     click.echo(f"status    {record['status']}")
@@ -257,7 +258,7 @@ def jobs_cancel(
     finally:
         kernel.close()
     if as_json:
-        _echo_json({"cancelled": cancelled, "job": record})
+        echo_json({"cancelled": cancelled, "job": record})
         return
     if cancelled:
         click.echo(f"job {record['id']} cancelled")

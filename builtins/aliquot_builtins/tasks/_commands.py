@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-import orjson
 
-from aliquot.cli import command_kernel, json_option, store_option
+from aliquot.cli import command_kernel, echo_json, json_option, store_option
 
 from ._errors import TaskPluginError
 
@@ -21,10 +20,6 @@ def _service(ctx: click.Context, store: str | None, write: bool = False) -> tupl
 
     kernel = command_kernel(ctx, store, write=write)
     return kernel, Service(kernel)
-
-
-def _echo_json(value: Any) -> None:
-    click.echo(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode())
 
 
 def _describe_plugin(plugin: dict[str, Any]) -> None:
@@ -73,7 +68,7 @@ def create(
         plugin = service.handle("POST", "/plugins", {"name": name, "description": description})
     finally:
         kernel.close()
-    _echo_json(plugin) if as_json else _describe_plugin(plugin)
+    echo_json(plugin) if as_json else _describe_plugin(plugin)
 
 
 @task_plugins.command("add-file")
@@ -122,7 +117,7 @@ def add_file(
     finally:
         kernel.close()
     if as_json:
-        _echo_json(entry)
+        echo_json(entry)
         return
     tasks = [t["qualified_name"] for t in entry["function_tasks"] + entry["artifact_tasks"]]
     click.echo(f"{plugin}/{entry['filename']}: {len(tasks)} task(s) {', '.join(tasks)}".rstrip())
@@ -166,7 +161,7 @@ def import_(
     finally:
         kernel.close()
     if as_json:
-        _echo_json({**plugin, "skipped": source.skipped})
+        echo_json({**plugin, "skipped": source.skipped})
         return
     _describe_plugin(plugin)
     for skipped in source.skipped:
@@ -185,7 +180,7 @@ def list_(ctx: click.Context, store: str | None, as_json: bool) -> None:
     finally:
         kernel.close()
     if as_json:
-        _echo_json(plugins)
+        echo_json(plugins)
         return
     if not plugins:
         click.echo("no task plugins")
@@ -226,7 +221,7 @@ def show(
     finally:
         kernel.close()
     if as_json:
-        _echo_json(result)
+        echo_json(result)
     elif history:
         for snap in result:
             click.echo(
@@ -259,7 +254,7 @@ def remove(ctx: click.Context, plugin: str, store: str | None, as_json: bool) ->
         result = service.handle("DELETE", f"/plugins/{plugin}")
     finally:
         kernel.close()
-    _echo_json(result) if as_json else click.echo(f"removed task plugin {result['name']}")
+    echo_json(result) if as_json else click.echo(f"removed task plugin {result['name']}")
 
 
 @task_plugins.command("remove-file")
@@ -277,7 +272,7 @@ def remove_file(
         result = service.handle("DELETE", f"/plugins/{plugin}/files/{filename}")
     finally:
         kernel.close()
-    _echo_json(result) if as_json else click.echo(f"removed {plugin}/{result['filename']}")
+    echo_json(result) if as_json else click.echo(f"removed {plugin}/{result['filename']}")
 
 
 @click.group("tasks")
@@ -302,7 +297,7 @@ def tasks_list(
     finally:
         kernel.close()
     if as_json:
-        _echo_json(found)
+        echo_json(found)
         return
     for info in found:
         click.echo(f"{info['kind']:<8}  {info['name']}  ({info['origin']})")
@@ -321,7 +316,7 @@ def tasks_show(ctx: click.Context, name: str, store: str | None, as_json: bool) 
     finally:
         kernel.close()
     if as_json:
-        _echo_json(info)
+        echo_json(info)
         return
     from ._types import describe
 

@@ -178,7 +178,6 @@ class Batch:
 
     units: list[Unit]
     event: str
-    kwargs: dict[str, Any]
     book: JobBook
 
 
@@ -438,7 +437,7 @@ def run_batch(
     kernel.store.commit()
     run_id = None
     if planned:
-        batch = Batch(list(units), event, dict(kwargs or {}), book)
+        batch = Batch(list(units), event, book)
         try:
             run = kernel.run(batch, executor=chosen)
         except BaseException as exc:
